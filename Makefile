@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine: `make test` and `make bench`.
+# Both create .venv on first use (torch==2.13.0 first: its CPU wheel is on disk here; any
+# other version downloads gigabytes), then reuse it until pyproject.toml changes.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+THREADS ?= 2
+
+.PHONY: setup test bench lint model clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hap baselines benchmarks tests
+
+bench: $(STAMP)
+	mkdir -p results
+	$(VENV)/bin/hap baseline --task ioi --threads $(THREADS) --json | tee results/baseline_ioi.json
+
+# Retrain the embedded default model (about 6 minutes on 2 cores); overwrites hap/assets/default.
+model: $(STAMP)
+	$(PY) -m hap.train
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Discovery backends other than HAP, built on hap's shared pieces."""

@@ -1,0 +1,255 @@
+"""The edge-masked forward: Edge Pruning's disentangled residual, written with TransformerBridge hooks.
+
+Every receiver r reads its own copy of the residual stream:
+
+    input_r = baseline_resid[group(r)] + sum_s m[s, r] * (y_s - y~_s)
+
+where y_s are sender outputs in this forward pass, y~_s the sender outputs of the baseline run
+(corrupted prompts, a mean, or zero; computed once, without grad) and baseline_resid the baseline
+run's residual stream at r's hook. m = 1 on every edge reproduces the clean run, m = 0 the baseline
+run. Edges outside the engine's `active` set are fixed to m = 0, and they cost nothing: masks,
+sender deltas and einsums exist only for active senders, receivers and (sender chunk, receiver
+group) blocks that hold an active edge. That is what makes a restricted search (HAP) cheaper than
+a search over the whole graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from hap.graph import Graph, ReceiverGroup, SenderGroup
+
+
+class Ablation(StrEnum):
+    """What a removed edge carries instead of the sender's clean output."""
+
+    CORRUPTED = "corrupted"  # the sender's output on the corrupted prompt
+    MEAN = "mean"  # its mean over a reference set, per position
+    ZERO = "zero"  # nothing (only the biases remain)
+
+
+def sender_hook(group: SenderGroup) -> str:
+    return {
+        "input": "blocks.0.hook_resid_pre",
+        "attn": f"blocks.{group.layer}.attn.hook_result",
+        "mlp": f"blocks.{group.layer}.hook_mlp_out",
+    }[group.kind]
+
+
+def resid_hook(group: ReceiverGroup, n_layers: int) -> str:
+    """The residual-stream hook whose value the group's receivers read in an unpatched run."""
+    return {
+        "attn": f"blocks.{group.layer}.hook_resid_pre",
+        "mlp": f"blocks.{group.layer}.hook_resid_mid",
+        "logits": f"blocks.{n_layers - 1}.hook_resid_post",
+    }[group.kind]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What masked-off edges carry, for one batch.
+
+    senders: [batch, pos, n_senders, d_model] baseline sender outputs y~.
+    resid: [n_receiver_groups, batch, pos, d_model] baseline residual at each receiver group.
+    """
+
+    senders: Tensor
+    resid: Tensor
+
+
+@torch.no_grad()
+def run_activations(model, graph: Graph, tokens: Tensor) -> tuple[Tensor, Baseline]:
+    """One plain forward returning (logits, its sender outputs and residuals as a `Baseline`)."""
+    captured: dict[str, Tensor] = {}
+
+    def keep(value: Tensor, hook, name: str) -> Tensor:
+        captured[name] = value  # keyed by our name: the bridge reports aliases by canonical name
+        return value
+
+    names = {sender_hook(g) for g in graph.sender_groups}
+    names |= {resid_hook(g, graph.n_layers) for g in graph.receiver_groups}
+    logits = model.run_with_hooks(
+        tokens, fwd_hooks=[(n, partial(keep, name=n)) for n in sorted(names)]
+    )
+    senders = []
+    for g in graph.sender_groups:
+        value = captured[sender_hook(g)]
+        senders.append(value if g.kind == "attn" else value.unsqueeze(2))
+    resid = [captured[resid_hook(g, graph.n_layers)] for g in graph.receiver_groups]
+    return logits, Baseline(torch.cat(senders, 2), torch.stack(resid))
+
+
+def _bias(graph: Graph, acts: Baseline) -> Tensor:
+    """[n_groups, batch, pos, d]: what each group's residual holds beyond the sender outputs."""
+    prefix = acts.senders.cumsum(2)
+    upstream = torch.tensor([g.upstream - 1 for g in graph.receiver_groups], device=prefix.device)
+    return acts.resid - prefix[:, :, upstream].permute(2, 0, 1, 3)
+
+
+def compute_baseline(
+    model,
+    graph: Graph,
+    clean: Tensor,
+    corrupted: Tensor | None = None,
+    ablation: Ablation | str = Ablation.CORRUPTED,
+    reference: Tensor | None = None,
+    reference_position: Tensor | None = None,
+) -> Baseline:
+    """The baseline for a batch of `clean` prompts.
+
+    corrupted: [batch, pos] prompts for Ablation.CORRUPTED.
+    reference, reference_position: prompts and their last real positions for Ablation.MEAN; the
+        mean is taken per position over the reference prompts that reach that position.
+    """
+    ablation = Ablation(ablation)
+    if ablation is Ablation.CORRUPTED:
+        if corrupted is None:
+            raise ValueError("corrupted ablation needs corrupted prompts")
+        return run_activations(model, graph, corrupted)[1]
+    batch, width = clean.shape
+    if ablation is Ablation.ZERO:
+        acts = run_activations(model, graph, clean)[1]
+        return Baseline(torch.zeros_like(acts.senders), _bias(graph, acts))
+    if reference is None or reference_position is None:
+        raise ValueError("mean ablation needs reference prompts and their positions")
+    if reference.shape[1] < width:
+        raise ValueError(
+            f"mean ablation needs reference prompts at least as long as the batch "
+            f"({reference.shape[1]} < {width}): use a larger reference split"
+        )
+    acts = run_activations(model, graph, reference)[1]
+    reach = torch.arange(reference.shape[1], device=reference.device)
+    weight = (reach[None, :] <= reference_position[:, None]).to(acts.senders.dtype)  # [n, pos]
+    count = weight.sum(0).clamp(min=1)  # [pos]
+    senders = torch.einsum("npsd,np->psd", acts.senders, weight) / count[:, None, None]
+    resid = torch.einsum("gnpd,np->gpd", acts.resid, weight) / count[None, :, None]
+    return Baseline(
+        senders[:width].unsqueeze(0).expand(batch, -1, -1, -1),
+        resid[:, :width].unsqueeze(1).expand(-1, batch, -1, -1),
+    )
+
+
+class EdgeMaskedForward:
+    """Run `model` with a mask over the `active` edges of `graph`; every other edge carries the baseline.
+
+    active: [n_active] edge indices (default: all edges). The mask passed to `hooks`/`__call__` has
+    one value per active edge, in this order; it may require grad.
+    """
+
+    def __init__(self, model, graph: Graph, active: Tensor | None = None):
+        self.model = model
+        self.graph = graph
+        device = next(model.parameters()).device
+        active = torch.arange(graph.n_edges) if active is None else active.to("cpu")
+        self.active = active.to(device)
+        self.n_active = int(active.numel())
+        senders = graph.edge_sender[active]
+        receivers = graph.edge_receiver[active]
+
+        # Active senders in forward order, one chunk per hook that writes them:
+        # (group, index within the group, global sender index, rows of the local mask).
+        self.sender_chunks: list[tuple[SenderGroup, Tensor, Tensor, slice]] = []
+        local_sender = torch.full((graph.n_senders,), -1, dtype=torch.long)
+        chunk_of = torch.full((graph.n_senders,), -1, dtype=torch.long)
+        local_rows_of: list[Tensor] = []
+        row = 0
+        for g in graph.sender_groups:
+            ids = torch.unique(senders[(senders >= g.first) & (senders < g.first + g.size)])
+            if ids.numel():
+                local_sender[ids] = torch.arange(row, row + ids.numel())
+                chunk_of[ids] = len(self.sender_chunks)
+                rows = slice(row, row + ids.numel())
+                self.sender_chunks.append((g, (ids - g.first).to(device), ids.to(device), rows))
+                local_rows_of.append(torch.arange(rows.start, rows.stop))
+                row += ids.numel()
+        self.n_local_senders = row
+
+        # Receiver groups holding an active receiver take all their receivers as mask columns, and
+        # only the sender chunks with an active edge into the group take part in its einsums.
+        self.receiver_blocks: dict[int, tuple[slice, list[int], Tensor]] = {}
+        local_receiver = torch.full((graph.n_receivers,), -1, dtype=torch.long)
+        col = 0
+        for index, g in enumerate(graph.receiver_groups):
+            inside = (receivers >= g.first) & (receivers < g.first + g.size)
+            if not inside.any():
+                continue
+            local_receiver[g.first : g.first + g.size] = torch.arange(col, col + g.size)
+            chunks = sorted(set(chunk_of[senders[inside]].tolist()))
+            rows = torch.cat([local_rows_of[c] for c in chunks]).to(device)
+            self.receiver_blocks[index] = (slice(col, col + g.size), chunks, rows)
+            col += g.size
+        self.n_local_receivers = col
+        self.local_rows = local_sender[senders].to(device)
+        self.local_cols = local_receiver[receivers].to(device)
+
+    def local_mask(self, mask: Tensor) -> Tensor:
+        """[n_active] -> [n_local_senders, n_local_receivers] (differentiable)."""
+        dense = mask.new_zeros(self.n_local_senders, self.n_local_receivers)
+        return dense.index_put((self.local_rows, self.local_cols), mask)
+
+    def hooks(self, mask: Tensor, baseline: Baseline) -> list[tuple[str, object]]:
+        """Forward hooks that implement `mask` over this batch's `baseline` (one forward's worth)."""
+        graph, n_heads = self.graph, self.graph.n_heads
+        matrix = self.local_mask(mask)
+        deltas: list[Tensor] = []  # per sender chunk: [batch, pos, n_chunk, d_model]
+        pending: dict[str, Tensor] = {}
+
+        def receiver_input(index: int) -> Tensor:
+            """[batch, pos, group size, d_model] inputs of the receivers in group `index`."""
+            cols, chunks, rows = self.receiver_blocks[index]
+            upstream = (
+                torch.cat([deltas[c] for c in chunks], 2) if len(chunks) > 1 else deltas[chunks[0]]
+            )
+            return baseline.resid[index].unsqueeze(2) + torch.einsum(
+                "bpsd,sr->bprd", upstream, matrix[rows, cols]
+            )
+
+        def group_input(index: int, size: int) -> Tensor:
+            if index in self.receiver_blocks:
+                return receiver_input(index)
+            return baseline.resid[index].unsqueeze(2).expand(-1, -1, size, -1)
+
+        def record(value: Tensor, hook, kind: str, ids: Tensor, global_ids: Tensor) -> Tensor:
+            own = value[:, :, ids] if kind == "attn" else value.unsqueeze(2)
+            deltas.append(own - baseline.senders[:, :, global_ids])
+            return value
+
+        def attn_in(value: Tensor, hook, index: int) -> Tensor:
+            full = group_input(index, 3 * n_heads)
+            pending["k"], pending["v"] = (
+                full[:, :, n_heads : 2 * n_heads],
+                full[:, :, 2 * n_heads :],
+            )
+            return full[:, :, :n_heads]
+
+        def single_in(value: Tensor, hook, index: int) -> Tensor:
+            return group_input(index, 1)[:, :, 0]
+
+        hooks: list[tuple[str, object]] = [
+            (sender_hook(g), partial(record, kind=g.kind, ids=ids, global_ids=global_ids))
+            for g, ids, global_ids, _ in self.sender_chunks
+        ]
+        for index, g in enumerate(graph.receiver_groups):
+            if g.kind == "attn":
+                hooks += [
+                    (f"blocks.{g.layer}.hook_q_input", partial(attn_in, index=index)),
+                    (f"blocks.{g.layer}.hook_k_input", lambda value, hook: pending.pop("k")),
+                    (f"blocks.{g.layer}.hook_v_input", lambda value, hook: pending.pop("v")),
+                ]
+            else:
+                name = (
+                    f"blocks.{g.layer}.hook_mlp_in"
+                    if g.kind == "mlp"
+                    else resid_hook(g, graph.n_layers)
+                )
+                hooks.append((name, partial(single_in, index=index)))
+        return hooks
+
+    def __call__(self, tokens: Tensor, mask: Tensor, baseline: Baseline) -> Tensor:
+        """[batch, pos, vocab] logits of the masked model on `tokens`."""
+        return self.model.run_with_hooks(tokens, fwd_hooks=self.hooks(mask, baseline))

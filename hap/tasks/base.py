@@ -1,0 +1,224 @@
+"""The shared task layer: prompts -> token tensors, answer ids and deterministic splits.
+
+A task is data, not code: each task module only writes `Example`s (clean prompt, corrupted prompt,
+answer and distractor strings). This module turns them into tensors for any tokenizer and refuses
+prompts the tokenizer cannot represent faithfully (unknown words, multi-token answers, clean and
+corrupted prompts of different lengths), because a silent re-tokenisation changes the task.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+
+class TaskError(ValueError):
+    """A task cannot be built for this tokenizer or used with this model."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt pair before tokenisation.
+
+    `answers` / `distractors` are the exact strings that continue the prompt (with a leading space
+    where the continuation is a new word), each of which must be a single token.
+    """
+
+    clean: str
+    corrupted: str
+    answers: tuple[str, ...]
+    distractors: tuple[str, ...]
+
+
+Generator = Callable[[random.Random, "bool | None"], Example]
+
+
+def heldout_key(*parts: object, fraction: int = 10) -> bool:
+    """Whether a combination of template slots belongs to the fixed held-out split (1 in `fraction`).
+
+    Stable across processes and Python versions (crc32, not `hash`), so the model's training corpus
+    and its model-card evaluation agree on what was never seen.
+    """
+    return zlib.crc32("|".join(map(str, parts)).encode()) % fraction == 0
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A batch of tokenised prompt pairs; every tensor's first dimension is the example.
+
+    clean, corrupted: [n, pos] token ids, right-padded (padding sits after `position`, so a causal
+        model's reading at `position` never sees it).
+    position: [n] the index whose next-token logits the metrics read.
+    answers, distractors: [n, k] token ids; the masks mark real entries (rows are padded by
+        repeating a real id, so gathers stay valid).
+    """
+
+    clean: Tensor
+    corrupted: Tensor
+    position: Tensor
+    answers: Tensor
+    answer_mask: Tensor
+    distractors: Tensor
+    distractor_mask: Tensor
+
+    def __len__(self) -> int:
+        return int(self.clean.shape[0])
+
+    def to(self, device: torch.device | str) -> TaskData:
+        return TaskData(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def subset(self, index: slice | Tensor) -> TaskData:
+        """Examples `index`, trimmed to the longest remaining prompt."""
+        picked = {f.name: getattr(self, f.name)[index] for f in fields(self)}
+        width = int(picked["position"].max()) + 1 if picked["position"].numel() else 0
+        picked["clean"] = picked["clean"][:, :width]
+        picked["corrupted"] = picked["corrupted"][:, :width]
+        return TaskData(**picked)
+
+    def batches(self, batch_size: int) -> Iterator[TaskData]:
+        for start in range(0, len(self), batch_size):
+            yield self.subset(slice(start, start + batch_size))
+
+    @property
+    def max_token_id(self) -> int:
+        return int(
+            max(self.clean.max(), self.corrupted.max(), self.answers.max(), self.distractors.max())
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named task with disjoint train / validation / test splits (disjoint by clean prompt)."""
+
+    name: str
+    train: TaskData
+    val: TaskData
+    test: TaskData
+    seed: int
+
+    def to(self, device: torch.device | str) -> Task:
+        return Task(
+            self.name, self.train.to(device), self.val.to(device), self.test.to(device), self.seed
+        )
+
+
+def _single_token_ids(tokenizer, strings: Sequence[str]) -> dict[str, int]:
+    ids, bad = {}, []
+    for s in sorted(set(strings)):
+        toks = tokenizer(s, add_special_tokens=False)["input_ids"]
+        if len(toks) != 1 or toks[0] == tokenizer.unk_token_id:
+            bad.append(s)
+        else:
+            ids[s] = toks[0]
+    if bad:
+        raise TaskError(
+            f"answers that are not single known tokens for this tokenizer: {bad[:20]}; "
+            "pick words that are single tokens or use another model's tokenizer"
+        )
+    return ids
+
+
+def _encode(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    encoded = [bos + ids for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    unk = tokenizer.unk_token_id
+    if unk is not None:
+        bad_words = {
+            word
+            for text, ids in zip(texts, encoded)
+            if unk in ids
+            for word in text.split()
+            if unk in tokenizer(word, add_special_tokens=False)["input_ids"]
+        }
+        if bad_words:
+            raise TaskError(
+                f"task/model vocabulary mismatch: words unknown to this tokenizer: "
+                f"{sorted(bad_words)[:20]}; build the task with the model's own tokenizer"
+            )
+    return encoded
+
+
+def _pad(rows: Sequence[Sequence[int]], pad: int) -> Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def _pad_ids(rows: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([list(r) + [r[0]] * (width - len(r)) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[True] * len(r) + [False] * (width - len(r)) for r in rows])
+    return ids, mask
+
+
+def tokenize(examples: Sequence[Example], tokenizer) -> TaskData:
+    """Tokenise examples for `tokenizer`, prepending its BOS token when it has one."""
+    clean = _encode(tokenizer, [e.clean for e in examples])
+    corrupted = _encode(tokenizer, [e.corrupted for e in examples])
+    mismatched = [
+        (e.clean, e.corrupted) for e, c, k in zip(examples, clean, corrupted) if len(c) != len(k)
+    ]
+    if mismatched:
+        raise TaskError(
+            f"clean and corrupted prompts tokenise to different lengths, e.g. {mismatched[0]}; "
+            "their slot words must be single tokens for this tokenizer"
+        )
+    ids = _single_token_ids(tokenizer, [s for e in examples for s in e.answers + e.distractors])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    answers, answer_mask = _pad_ids([[ids[s] for s in e.answers] for e in examples])
+    distractors, distractor_mask = _pad_ids([[ids[s] for s in e.distractors] for e in examples])
+    return TaskData(
+        clean=_pad(clean, pad or 0),
+        corrupted=_pad(corrupted, pad or 0),
+        position=torch.tensor([len(c) - 1 for c in clean], dtype=torch.long),
+        answers=answers,
+        answer_mask=answer_mask,
+        distractors=distractors,
+        distractor_mask=distractor_mask,
+    )
+
+
+def sample_examples(
+    generator: Generator, n: int, seed: int, heldout: bool | None = None
+) -> list[Example]:
+    """`n` examples with distinct clean prompts, deterministic in `seed`."""
+    rng = random.Random(seed)
+    seen: dict[str, Example] = {}
+    attempts = 0
+    while len(seen) < n:
+        example = generator(rng, heldout)
+        seen.setdefault(example.clean, example)
+        attempts += 1
+        if attempts > 50 * n + 1000:
+            raise TaskError(f"could only draw {len(seen)} distinct prompts of the {n} requested")
+    return list(seen.values())
+
+
+def build_task(
+    name: str,
+    generator: Generator,
+    tokenizer,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    seed: int,
+) -> Task:
+    """Draw n_train + n_val + n_test distinct prompts from `seed` and split them in that order."""
+    examples = sample_examples(generator, n_train + n_val + n_test, seed)
+    data = tokenize(examples, tokenizer)
+    bounds = (0, n_train, n_train + n_val, n_train + n_val + n_test)
+    train, val, test = (data.subset(slice(a, b)) for a, b in zip(bounds, bounds[1:]))
+    return Task(name=name, train=train, val=val, test=test, seed=seed)
+
+
+def check_vocabulary(data: TaskData, d_vocab: int) -> None:
+    """Raise if the task's token ids do not exist in a model with `d_vocab` tokens."""
+    if data.max_token_id >= d_vocab:
+        raise TaskError(
+            f"task/model vocabulary mismatch: token id {data.max_token_id} >= the model's "
+            f"vocabulary size {d_vocab}; build the task with this model's tokenizer"
+        )

@@ -1,0 +1,32 @@
+"""Greater-Than (Hanna et al. 2023) with the 01-year corruption.
+
+Clean: "The war lasted from the year 1732 to the year 17" -> any of "33".."99" (answers) rather than
+"00".."32" (distractors). Corrupted: the start year becomes "1701", which leaves no year to rule out.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hap.tasks.base import Example, heldout_key
+from hap.tasks.templates import GREATER_THAN_TEMPLATE
+from hap.tasks.vocab import CENTURIES, EVENTS
+
+YEARS: tuple[str, ...] = tuple(f"{y:02d}" for y in range(100))
+
+
+def greater_than_example(rng: random.Random, heldout: bool | None = None) -> Example:
+    while True:
+        event, century, yy = rng.choice(EVENTS), rng.choice(CENTURIES), rng.randrange(2, 99)
+        if heldout is None or heldout_key("gt", event, century, yy) == heldout:
+            break
+
+    def prompt(start: str) -> str:
+        return GREATER_THAN_TEMPLATE.format(EVENT=event, CENTURY=century, YY=start)
+
+    return Example(
+        clean=prompt(YEARS[yy]),
+        corrupted=prompt("01"),
+        answers=YEARS[yy + 1 :],
+        distractors=YEARS[: yy + 1],
+    )
