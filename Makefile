@@ -25,9 +25,17 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hap baselines benchmarks tests
 
+# QUICK=1: 94% and 98% only, one seed, one pyperf process without warm-up (a few minutes).
+PYPERF_ARGS := $(if $(QUICK),--processes 1 --warmups 0,--processes 2 --warmups 1)
+
 bench: $(STAMP)
-	mkdir -p results
-	$(VENV)/bin/hap baseline --task ioi --threads $(THREADS) --json | tee results/baseline_ioi.json
+	mkdir -p results plots
+	$(VENV)/bin/hap baseline --task ioi --threads $(THREADS) --json > results/baseline_ioi.json
+	$(VENV)/bin/hap bench $(if $(QUICK),--quick,) --threads $(THREADS) --out results/sweep.csv --plots plots
+	rm -f results/runtime.tmp.json
+	$(PY) benchmarks/runtime.py $(PYPERF_ARGS) --values 1 --threads $(THREADS) -o results/runtime.tmp.json
+	mv results/runtime.tmp.json results/runtime.json
+	$(PY) -m pyperf stats results/runtime.json | grep -E "^(Benchmark|Mean|Median|Number of runs)" || true
 
 # Retrain the embedded default model (about 6 minutes on 2 cores); overwrites hap/assets/default.
 model: $(STAMP)

@@ -1,9 +1,15 @@
 """The `hap` command line.
 
+    hap discover --method {eap,eap-ig,ep,hap,acdc} --task ioi --sparsity 0.94
+                 [--model NAME|PATH] [--seed N] [--device cpu|cuda] [--out circuit.json] [--json]
     hap baseline --task ioi [--model NAME|PATH] [--device cpu|cuda] [--json]
+    hap bench [--methods eap,eap-ig,ep,hap] [--tasks ioi] [--sparsities 0.9,0.94,0.96,0.98,0.99]
+              [--seeds 3] [--quick] [--out results/sweep.csv] [--plots plots]
 
-prints the model's behaviour on the task's test split: full-model accuracy and logit difference,
-and how far the empty circuit (every edge carrying the corrupted activation) falls from it.
+`discover` runs one backend on the task's train split and evaluates the circuit on its test split;
+with --json it prints one object whose keys scripts rely on: method, task, model, target_sparsity,
+sparsity, n_edges, kl, logit_diff, accuracy, exact_match, faithfulness, wall_s, and the backend's
+stage timings as <stage>_s. `baseline` prints the full model against the empty circuit.
 """
 
 from __future__ import annotations
@@ -31,6 +37,78 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ablation", default="corrupted", choices=[a.value for a in Ablation])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def discover(args: argparse.Namespace) -> dict:
+    from hap.registry import get_backend
+
+    backend = get_backend(args.method)
+    model = load_model(args.model, device=args.device)
+    graph = Graph.from_model(model)
+    task = make_task(
+        args.task,
+        model.tokenizer,
+        n_train=args.n_train,
+        n_val=0,
+        n_test=args.n_test,
+        seed=args.seed,
+    )
+    device = next(model.parameters()).device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    circuit = backend(model, graph, task, args.sparsity, seed=args.seed)
+    sync()
+    wall = time.perf_counter() - start
+    if args.out:
+        circuit.save(args.out, graph)
+    result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=args.ablation)
+    return {
+        "method": args.method,
+        "task": args.task,
+        "model": model.name,
+        "device": str(device),
+        "seed": args.seed,
+        "target_sparsity": args.sparsity,
+        "sparsity": circuit.sparsity,
+        "n_edges": circuit.n_edges,
+        "kl": result.kl,
+        "logit_diff": result.logit_diff,
+        "accuracy": result.accuracy,
+        "exact_match": result.exact_match,
+        "faithfulness": result.faithfulness,
+        "wall_s": wall,
+        **{f"{stage}_s": seconds for stage, seconds in circuit.timings.items() if stage != "total"},
+    }
+
+
+def bench(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from hap.plots import plot_all
+    from hap.runner import SweepConfig, area_metrics, run_sweep, summary
+
+    sparsities = "0.94,0.98" if args.quick and not args.sparsities else args.sparsities
+    seeds = 1 if args.quick and args.seeds is None else (args.seeds or 3)
+    config = SweepConfig(
+        methods=tuple(args.methods.split(",")),
+        tasks=tuple(args.tasks.split(",")),
+        sparsities=tuple(float(s) for s in (sparsities or "0.9,0.94,0.96,0.98,0.99").split(",")),
+        seeds=tuple(range(seeds)),
+        model=args.model,
+        device=args.device,
+        threads=args.threads or 2,
+        out=Path(args.out),
+    )
+    table = run_sweep(config)
+    plots = plot_all(table, Path(args.plots))
+    with pd.option_context("display.width", 140, "display.max_rows", 200):
+        print(summary(table).to_string(index=False))
+        print()
+        print(area_metrics(table).round(3).to_string(index=False))
+    return {"results": str(config.out), "rows": len(table), "plots": [str(p) for p in plots]}
 
 
 def baseline(args: argparse.Namespace) -> dict:
@@ -66,12 +144,30 @@ def baseline(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hap", description="circuit discovery benchmark")
     commands = parser.add_subparsers(dest="command", required=True)
+    find = commands.add_parser("discover", help="find a circuit with one backend and evaluate it")
+    _common(find)
+    find.add_argument("--method", required=True, help="eap, eap-ig, ep, hap or acdc")
+    find.add_argument("--sparsity", type=float, default=0.94, help="target edge sparsity in [0, 1)")
+    find.add_argument("--n-train", type=int, default=64)
+    find.add_argument("--out", default=None, help="write the circuit as JSON here")
     _common(commands.add_parser("baseline", help="full model vs empty circuit on a task"))
+    sweep = commands.add_parser("bench", help="sweep backends x sparsities x seeds; plots")
+    sweep.add_argument("--methods", default="eap,eap-ig,ep,hap")
+    sweep.add_argument("--tasks", default="ioi")
+    sweep.add_argument("--sparsities", default=None, help="comma-separated, each in [0, 1)")
+    sweep.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
+    sweep.add_argument("--quick", action="store_true", help="94%% and 98%% only, one seed")
+    sweep.add_argument("--model", default=None)
+    sweep.add_argument("--device", default=None)
+    sweep.add_argument("--threads", type=int, default=2)
+    sweep.add_argument("--out", default="results/sweep.csv")
+    sweep.add_argument("--plots", default="plots")
+    sweep.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        result = {"baseline": baseline}[args.command](args)
+        result = {"discover": discover, "baseline": baseline, "bench": bench}[args.command](args)
     except (ModelNotFoundError, TaskError, ValueError, RuntimeError) as error:
         print(f"hap: error: {error}", file=sys.stderr)
         return 2

@@ -101,6 +101,18 @@ class Graph:
         return names + ["logits"]
 
     @cached_property
+    def receiver_node(self) -> Tensor:
+        """[n_receivers] the sender index of the node each receiver feeds (-1 for logits)."""
+        node = torch.full((self.n_receivers,), -1, dtype=torch.long)
+        for g in self.receiver_groups:
+            if g.kind == "attn":
+                heads = torch.arange(self.n_heads).repeat(3)
+                node[g.first : g.first + g.size] = g.upstream + heads
+            elif g.kind == "mlp":
+                node[g.first] = g.upstream
+        return node
+
+    @cached_property
     def valid(self) -> Tensor:
         """[n_senders, n_receivers] bool: sender s is upstream of receiver r."""
         upstream = torch.empty(self.n_receivers, dtype=torch.long)

@@ -134,6 +134,18 @@ def compute_baseline(
     )
 
 
+@dataclass(frozen=True)
+class _Block:
+    """How one receiver group reads its active edges: the first `n_chunks` sender chunks, of
+    which local sender `rows` (None: all of them), into the group's `slots` (None: all)."""
+
+    n_chunks: int
+    rows: Tensor | None
+    matrix_rows: Tensor  # [rows, 1] local mask rows
+    matrix_cols: Tensor  # [1, slots] local mask columns
+    slots: Tensor | None
+
+
 class EdgeMaskedForward:
     """Run `model` with a mask over the `active` edges of `graph`; every other edge carries the baseline.
 
@@ -152,38 +164,48 @@ class EdgeMaskedForward:
         receivers = graph.edge_receiver[active]
 
         # Active senders in forward order, one chunk per hook that writes them:
-        # (group, index within the group, global sender index, rows of the local mask).
-        self.sender_chunks: list[tuple[SenderGroup, Tensor, Tensor, slice]] = []
+        # (group, index within the group, global sender index). Local mask rows follow this order.
+        self.sender_chunks: list[tuple[SenderGroup, Tensor, Tensor]] = []
         local_sender = torch.full((graph.n_senders,), -1, dtype=torch.long)
-        chunk_of = torch.full((graph.n_senders,), -1, dtype=torch.long)
-        local_rows_of: list[Tensor] = []
-        row = 0
+        chunk_end: list[int] = []
         for g in graph.sender_groups:
             ids = torch.unique(senders[(senders >= g.first) & (senders < g.first + g.size)])
             if ids.numel():
-                local_sender[ids] = torch.arange(row, row + ids.numel())
-                chunk_of[ids] = len(self.sender_chunks)
-                rows = slice(row, row + ids.numel())
-                self.sender_chunks.append((g, (ids - g.first).to(device), ids.to(device), rows))
-                local_rows_of.append(torch.arange(rows.start, rows.stop))
-                row += ids.numel()
-        self.n_local_senders = row
-
-        # Receiver groups holding an active receiver take all their receivers as mask columns, and
-        # only the sender chunks with an active edge into the group take part in its einsums.
-        self.receiver_blocks: dict[int, tuple[slice, list[int], Tensor]] = {}
+                start = chunk_end[-1] if chunk_end else 0
+                local_sender[ids] = torch.arange(start, start + ids.numel())
+                self.sender_chunks.append((g, (ids - g.first).to(device), ids.to(device)))
+                chunk_end.append(start + ids.numel())
+        self.n_local_senders = chunk_end[-1] if chunk_end else 0
+        # Per receiver group with an active edge: the einsum reads only the group's senders with an
+        # active edge (rows) into its receivers with an active edge (slots). Where those cover
+        # more than half of the upstream senders / the group, selecting them costs more than the
+        # zero weights it saves, so the group is read densely (rows or slots None).
         local_receiver = torch.full((graph.n_receivers,), -1, dtype=torch.long)
-        col = 0
+        n_cols = 0
+        self.receiver_blocks: dict[int, _Block] = {}
         for index, g in enumerate(graph.receiver_groups):
             inside = (receivers >= g.first) & (receivers < g.first + g.size)
             if not inside.any():
                 continue
-            local_receiver[g.first : g.first + g.size] = torch.arange(col, col + g.size)
-            chunks = sorted(set(chunk_of[senders[inside]].tolist()))
-            rows = torch.cat([local_rows_of[c] for c in chunks]).to(device)
-            self.receiver_blocks[index] = (slice(col, col + g.size), chunks, rows)
-            col += g.size
-        self.n_local_receivers = col
+            rows = torch.unique(local_sender[senders[inside]])
+            n_chunks = next(i + 1 for i, end in enumerate(chunk_end) if end > int(rows.max()))
+            n_upstream = chunk_end[n_chunks - 1]
+            sparse_rows = rows.numel() <= n_upstream // 2
+            slots = torch.unique(receivers[inside]) - g.first
+            sparse_slots = slots.numel() <= g.size // 2
+            if not sparse_slots:
+                slots = torch.arange(g.size)
+            local_receiver[g.first + slots] = torch.arange(n_cols, n_cols + slots.numel())
+            n_cols += slots.numel()
+            matrix_rows = rows if sparse_rows else torch.arange(n_upstream)
+            self.receiver_blocks[index] = _Block(
+                n_chunks=n_chunks,
+                rows=rows.to(device) if sparse_rows else None,
+                matrix_rows=matrix_rows.to(device)[:, None],
+                matrix_cols=local_receiver[g.first + slots].to(device)[None, :],
+                slots=slots.to(device) if sparse_slots else None,
+            )
+        self.n_local_receivers = n_cols
         self.local_rows = local_sender[senders].to(device)
         self.local_cols = local_receiver[receivers].to(device)
 
@@ -199,19 +221,22 @@ class EdgeMaskedForward:
         deltas: list[Tensor] = []  # per sender chunk: [batch, pos, n_chunk, d_model]
         pending: dict[str, Tensor] = {}
 
-        def receiver_input(index: int) -> Tensor:
+        def receiver_input(index: int, size: int) -> Tensor:
             """[batch, pos, group size, d_model] inputs of the receivers in group `index`."""
-            cols, chunks, rows = self.receiver_blocks[index]
-            upstream = (
-                torch.cat([deltas[c] for c in chunks], 2) if len(chunks) > 1 else deltas[chunks[0]]
-            )
-            return baseline.resid[index].unsqueeze(2) + torch.einsum(
-                "bpsd,sr->bprd", upstream, matrix[rows, cols]
-            )
+            block = self.receiver_blocks[index]
+            upstream = deltas[0] if block.n_chunks == 1 else torch.cat(deltas[: block.n_chunks], 2)
+            if block.rows is not None:
+                upstream = upstream.index_select(2, block.rows)
+            weights = matrix[block.matrix_rows, block.matrix_cols]  # [rows, slots]
+            contribution = torch.matmul(weights.T, upstream)  # [batch, pos, slots, d_model]
+            fixed = baseline.resid[index].unsqueeze(2)
+            if block.slots is None:
+                return fixed + contribution
+            return fixed.repeat(1, 1, size, 1).index_add(2, block.slots, contribution)
 
         def group_input(index: int, size: int) -> Tensor:
             if index in self.receiver_blocks:
-                return receiver_input(index)
+                return receiver_input(index, size)
             return baseline.resid[index].unsqueeze(2).expand(-1, -1, size, -1)
 
         def record(value: Tensor, hook, kind: str, ids: Tensor, global_ids: Tensor) -> Tensor:
@@ -232,7 +257,7 @@ class EdgeMaskedForward:
 
         hooks: list[tuple[str, object]] = [
             (sender_hook(g), partial(record, kind=g.kind, ids=ids, global_ids=global_ids))
-            for g, ids, global_ids, _ in self.sender_chunks
+            for g, ids, global_ids in self.sender_chunks
         ]
         for index, g in enumerate(graph.receiver_groups):
             if g.kind == "attn":

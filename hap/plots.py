@@ -1,0 +1,135 @@
+"""Sparsity-faithfulness and runtime figures from a sweep's results table (seaborn, PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+METHOD_ORDER = ["eap", "eap-ig", "acdc", "ep", "hap"]
+
+
+def _methods(table: pd.DataFrame) -> list[str]:
+    present = set(table["method"])
+    return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+
+
+def _subtitle(table: pd.DataFrame) -> str:
+    model, task = table["model"].iloc[0], ", ".join(sorted(table["task"].unique()))
+    seeds = table["seed"].nunique()
+    return f"{task} on {model}; lines: mean over {seeds} seed(s), bands: min-max"
+
+
+def _curve(
+    table: pd.DataFrame,
+    column: str,
+    label: str,
+    title: str,
+    path: Path,
+    log: bool,
+    reference: float | None = None,
+) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label="full model")
+    sns.lineplot(
+        data=table,
+        x="target_sparsity",
+        y=column,
+        hue="method",
+        hue_order=_methods(table),
+        marker="o",
+        errorbar=("pi", 100),
+        ax=ax,
+    )
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("edge sparsity (fraction of edges removed)")
+    ax.set_ylabel(label)
+    ax.set_title(f"{title}\n{_subtitle(table)}", fontsize=10)
+    ax.legend(title="method")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_all(table: pd.DataFrame, out_dir: Path, runtime_sparsity: float = 0.94) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [
+        out_dir / n
+        for n in (
+            "kl_vs_sparsity.png",
+            "logit_diff_vs_sparsity.png",
+            "runtime.png",
+            "hap_stages.png",
+        )
+    ]
+    _curve(
+        table,
+        "kl",
+        "KL(full model || circuit) [nats, log scale]",
+        "Faithfulness: KL divergence from the full model (lower is better)",
+        paths[0],
+        log=True,
+    )
+    _curve(
+        table,
+        "logit_diff",
+        "logit difference, answer - distractor [logits]",
+        "Task behaviour kept by the circuit (higher is better)",
+        paths[1],
+        log=False,
+        reference=float(table["full_logit_diff"].mean()),
+    )
+
+    at = table[(table["target_sparsity"] - runtime_sparsity).abs() < 1e-9]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.barplot(
+        data=at,
+        x="method",
+        y="wall_s",
+        order=_methods(at),
+        errorbar="sd",
+        ax=ax,
+        hue="method",
+        legend=False,
+    )
+    ax.set_yscale("log")
+    ax.set_xlabel("method")
+    ax.set_ylabel("wall time per circuit [s, log scale]")
+    threads = ", ".join(str(t) for t in sorted(at["threads"].unique()))
+    device = ", ".join(sorted(at["device"].unique()))
+    ax.set_title(
+        f"Discovery time at {runtime_sparsity:.0%} sparsity ({device}, {threads} threads)\n"
+        f"bars: mean over seeds, whiskers: standard deviation",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=120)
+    plt.close(fig)
+
+    hap = table[table["method"] == "hap"].groupby("target_sparsity")[["attribution_s", "pruning_s"]]
+    stages = hap.mean()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = [f"{s:.0%}" for s in stages.index]
+    ax.bar(labels, stages["attribution_s"], label="stage 1: EAP attribution")
+    ax.bar(
+        labels,
+        stages["pruning_s"],
+        bottom=stages["attribution_s"],
+        label="stage 2: pruning inside the candidates",
+    )
+    ax.set_xlabel("target edge sparsity")
+    ax.set_ylabel("wall time [s]")
+    ax.set_title("HAP's time by stage (mean over seeds)", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(paths[3], dpi=120)
+    plt.close(fig)
+    return paths

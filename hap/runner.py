@@ -1,0 +1,249 @@
+"""The benchmark sweep: backends x tasks x target sparsities x seeds, resumable.
+
+Each finished run is appended to the results CSV atomically (write a temporary file, then rename),
+so a killed sweep loses at most the run in flight, and re-running the same sweep skips every row
+already there. A results file that cannot be read is never overwritten: the sweep stops with an
+error naming it. The seed fixes both the task's prompt sample and the method's randomness, so the
+seed bands in the plots cover data and optimisation noise together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hap.circuit import edges_for_sparsity
+from hap.evaluate import evaluate_circuit
+from hap.graph import Graph
+from hap.models import load_model
+from hap.registry import get_backend
+from hap.tasks import make_task
+from hap.timing import measure
+
+KEY = ["method", "task", "model", "seed", "target_sparsity"]
+COLUMNS = KEY + [
+    "sparsity",
+    "n_edges",
+    "kl",
+    "logit_diff",
+    "accuracy",
+    "exact_match",
+    "faithfulness",
+    "full_logit_diff",
+    "wall_s",
+    "cpu_s",
+    "peak_mem_mb",
+    "attribution_s",
+    "pruning_s",
+    "device",
+    "threads",
+]
+
+
+class ResultsError(RuntimeError):
+    """The results file exists but cannot be used."""
+
+
+@dataclass
+class SweepConfig:
+    methods: tuple[str, ...] = ("eap", "eap-ig", "ep", "hap")
+    tasks: tuple[str, ...] = ("ioi",)
+    sparsities: tuple[float, ...] = (0.90, 0.94, 0.96, 0.98, 0.99)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    model: str | None = None
+    device: str | None = None
+    threads: int = 2
+    n_train: int = 64
+    n_test: int = 200
+    out: Path = field(default_factory=lambda: Path("results/sweep.csv"))
+
+    def validate(self) -> None:
+        for method in self.methods:
+            get_backend(method)
+        probe = Graph(1, 1)
+        for sparsity in self.sparsities:
+            edges_for_sparsity(probe, sparsity)
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    """The rows already written, or an empty table; raises ResultsError for an unusable file."""
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ResultsError(
+            f"{path} is corrupt ({type(error).__name__}); move it away or repair it -- "
+            "nothing was overwritten"
+        ) from error
+    missing = [c for c in KEY if c not in table.columns]
+    if missing:
+        raise ResultsError(
+            f"{path} lacks the columns {missing}; it is not a sweep results file -- move it away "
+            "or pass another --out"
+        )
+    return table
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Add one row, atomically: readers see the old file or the new one, never half of one."""
+    table = pd.concat([read_results(path), pd.DataFrame([row])], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "w") as f:
+        table.to_csv(f, index=False)
+    os.replace(tmp, path)
+
+
+def _done(table: pd.DataFrame) -> set[tuple]:
+    return {
+        (r.method, r.task, r.model, int(r.seed), round(float(r.target_sparsity), 6))
+        for r in table.itertuples()
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_metadata(config: SweepConfig, device: torch.device) -> Path:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    versions = {}
+    for package in ("hap-bench", "torch", "transformer-lens", "transformers", "pandas"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    meta = {
+        "git_commit": commit,
+        "packages": versions,
+        "python": platform.python_version(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "cpu": _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+    }
+    path = config.out.with_suffix(".meta.json")
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
+    """Run every (task, seed, sparsity, method) not yet in `config.out`; methods innermost, so
+    backends are interleaved in time and share the machine's drift."""
+    from tqdm import tqdm
+
+    config.validate()
+    done = _done(read_results(config.out))  # before any work: a corrupt file stops us here
+    torch.set_num_threads(config.threads)
+    model = load_model(config.model, device=config.device)
+    graph = Graph.from_model(model)
+    device = next(model.parameters()).device
+    plan = [
+        (task, seed, sparsity, method)
+        for task in config.tasks
+        for seed in config.seeds
+        for sparsity in config.sparsities
+        for method in config.methods
+        if (method, task, model.name, seed, round(sparsity, 6)) not in done
+    ]
+    tasks = {}
+    for task_name, seed, sparsity, method in tqdm(plan, disable=not progress, desc="sweep"):
+        if (task_name, seed) not in tasks:
+            tasks[(task_name, seed)] = make_task(
+                task_name,
+                model.tokenizer,
+                n_train=config.n_train,
+                n_val=0,
+                n_test=config.n_test,
+                seed=seed,
+            )
+        task = tasks[(task_name, seed)]
+        run = partial(get_backend(method), model, graph, task, sparsity, seed=seed)
+        circuit, cost = measure(run, device)
+        result = evaluate_circuit(model, graph, task.test, circuit.mask)
+        append_row(
+            config.out,
+            {
+                "method": method,
+                "task": task_name,
+                "model": model.name,
+                "seed": seed,
+                "target_sparsity": sparsity,
+                "sparsity": circuit.sparsity,
+                "n_edges": circuit.n_edges,
+                "kl": result.kl,
+                "logit_diff": result.logit_diff,
+                "accuracy": result.accuracy,
+                "exact_match": result.exact_match,
+                "faithfulness": result.faithfulness,
+                "full_logit_diff": result.full_logit_diff,
+                "wall_s": cost.wall_s,
+                "cpu_s": cost.cpu_s,
+                "peak_mem_mb": cost.peak_mem_mb,
+                "attribution_s": circuit.timings.get("attribution", 0.0),
+                "pruning_s": circuit.timings.get("pruning", 0.0),
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+            },
+        )
+    write_metadata(config, device)
+    return read_results(config.out)
+
+
+def area_metrics(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method and task: CPR (area under the faithfulness curve; higher is better) and CMD
+    (area between it and 1; lower is better), MIB's summaries, over the swept edge fractions
+    (x = 1 - sparsity), normalised by the x range and averaged over seeds."""
+    rows = []
+    for (method, task), group in table.groupby(["method", "task"]):
+        cpr, cmd = [], []
+        for _, runs in group.groupby("seed"):
+            runs = runs.sort_values("sparsity", ascending=False)
+            x = 1.0 - runs["sparsity"].to_numpy()
+            y = runs["faithfulness"].to_numpy()
+            if len(x) < 2 or x[-1] == x[0]:
+                continue
+            span = x[-1] - x[0]
+            cpr.append(np.trapezoid(y, x) / span)
+            cmd.append(np.trapezoid(np.abs(1.0 - y), x) / span)
+        rows.append(
+            {
+                "method": method,
+                "task": task,
+                "cpr": float(np.mean(cpr)) if cpr else float("nan"),
+                "cmd": float(np.mean(cmd)) if cmd else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One screen: means over seeds per method, task and target sparsity."""
+    columns = ["sparsity", "kl", "logit_diff", "accuracy", "faithfulness", "wall_s"]
+    return (
+        table.groupby(["task", "method", "target_sparsity"])[columns].mean().round(3).reset_index()
+    )

@@ -1,0 +1,75 @@
+"""Measuring one run: wall and CPU seconds, peak memory; CUDA work synchronised before reading."""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Measured:
+    wall_s: float
+    cpu_s: float
+    peak_mem_mb: float  # CUDA: max_memory_allocated; CPU: peak resident set size during the run
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: the process's lifetime peak is the best available
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _RSSPeak:
+    """Samples the resident set size every `interval` seconds on a daemon thread."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak = interval, _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __enter__(self) -> _RSSPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+
+
+def measure(fn: Callable[[], T], device: torch.device) -> tuple[T, Measured]:
+    """Run `fn` once. On CUDA the clock is CUDA events around the call, after a synchronise."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        cpu = time.process_time()
+        begin.record()
+        out = fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        wall = begin.elapsed_time(end) / 1000
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        return out, Measured(wall, time.process_time() - cpu, peak)
+    with _RSSPeak() as rss:
+        cpu = time.process_time()
+        start = time.perf_counter()
+        out = fn()
+        wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+    return out, Measured(wall, cpu, rss.peak)

@@ -1,0 +1,90 @@
+"""Every backend on the real default model: exact sparsity, faithfulness ordering, determinism."""
+
+import pytest
+import torch
+
+from hap.circuit import Circuit, edges_for_sparsity, prune_dangling, top_edges
+from hap.evaluate import evaluate_circuit
+from hap.registry import BACKENDS, get_backend
+
+
+@pytest.fixture(scope="module")
+def empty_kl(model, graph, ioi) -> float:
+    return evaluate_circuit(model, graph, ioi.test, torch.zeros(graph.n_edges, dtype=torch.bool)).kl
+
+
+def test_ep_hits_the_requested_sparsity_and_beats_the_empty_circuit(graph, hap_vs_ep, empty_kl):
+    circuit, result = hap_vs_ep.circuits["ep"], hap_vs_ep.results["ep"]
+    assert circuit.n_edges == edges_for_sparsity(graph, 0.94) == 91
+    assert circuit.sparsity == pytest.approx(1 - 91 / graph.n_edges)
+    assert result.kl < 0.2 * empty_kl
+    assert circuit.timings["pruning"] > 0
+
+
+def test_hap_keeps_the_same_budget_from_a_quarter_of_the_graph(graph, hap_vs_ep):
+    hap, ep = hap_vs_ep.circuits["hap"], hap_vs_ep.circuits["ep"]
+    assert hap.n_edges == ep.n_edges
+    assert hap.config["n_candidates"] == 4 * 91
+    assert set(hap.timings) >= {"attribution", "pruning", "total"}
+
+
+def test_eap_is_less_faithful_than_hap_at_98(model, graph, ioi):
+    eap = get_backend("eap")(model, graph, ioi, 0.98)
+    hap = get_backend("hap")(model, graph, ioi, 0.98, seed=0)
+    eap_kl = evaluate_circuit(model, graph, ioi.test, eap.mask).kl
+    hap_kl = evaluate_circuit(model, graph, ioi.test, hap.mask).kl
+    assert eap_kl > hap_kl
+
+
+@pytest.mark.parametrize("method", ["eap", "eap-ig", "ep", "hap"])
+def test_same_seed_same_circuit(model, graph, ioi, method):
+    quick = {} if method.startswith("eap") else {"steps": 15, "warmup": 10}
+    a = get_backend(method)(model, graph, ioi, 0.9, seed=1, **quick)
+    b = get_backend(method)(model, graph, ioi, 0.9, seed=1, **quick)
+    assert torch.equal(a.mask, b.mask)
+    assert a.n_edges > 0
+
+
+def test_eap_ig_differs_from_eap_and_drops_dangling_edges(model, graph, ioi):
+    eap = get_backend("eap")(model, graph, ioi, 0.95)
+    ig = get_backend("eap-ig")(model, graph, ioi, 0.95)
+    assert not torch.equal(eap.scores, ig.scores)
+    assert ig.config["ig_steps"] == 5
+    for circuit in (eap, ig):
+        assert circuit.n_edges <= edges_for_sparsity(graph, 0.95)
+        assert torch.equal(prune_dangling(graph, circuit.mask), circuit.mask)
+
+
+def test_prune_dangling_by_hand(graph):
+    names = graph.edge_names()
+    keep = ["input->a0.h1<v>", "a0.h1->logits", "a1.h2->logits", "input->m3"]
+    mask = torch.zeros(graph.n_edges, dtype=torch.bool)
+    mask[[names.index(n) for n in keep]] = True
+    cleaned = {names[i] for i in prune_dangling(graph, mask).nonzero().squeeze(1).tolist()}
+    # a1.h2 has no input edge; m3 has no path to the logits.
+    assert cleaned == {"input->a0.h1<v>", "a0.h1->logits"}
+
+
+def test_acdc_removes_edges_greedily(model, graph, ioi):
+    circuit = get_backend("acdc")(model, graph, ioi, 0.94, threshold=0.05, n_examples=8)
+    assert 0.5 < circuit.sparsity < 1.0
+    assert circuit.config["final_kl_train"] < 1.0
+
+
+def test_circuit_json_round_trip(tmp_path, graph):
+    mask = top_edges(torch.arange(graph.n_edges, dtype=torch.float), 50)
+    circuit = Circuit("eap", mask, 0.97, graph.sparsity(mask))
+    circuit.save(tmp_path / "c.json", graph)
+    loaded = Circuit.load(tmp_path / "c.json", graph)
+    assert torch.equal(loaded.mask, mask)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not a circuit file"):
+        Circuit.load(tmp_path / "bad.json", graph)
+
+
+def test_registry_and_bad_input(model, graph, ioi):
+    assert set(BACKENDS) == {"eap", "eap-ig", "ep", "hap", "acdc"}
+    with pytest.raises(ValueError, match="choose one of"):
+        get_backend("eapp")
+    with pytest.raises(ValueError, match="sparsity must be in"):
+        get_backend("eap")(model, graph, ioi, 1.5)
