@@ -33,9 +33,9 @@ bench: $(STAMP)
 	$(VENV)/bin/hap baseline --task ioi --threads $(THREADS) --json > results/baseline_ioi.json
 	$(VENV)/bin/hap bench $(if $(QUICK),--quick,) --threads $(THREADS) --out results/sweep.csv --plots plots
 	rm -f results/runtime.tmp.json
-	$(PY) benchmarks/runtime.py $(PYPERF_ARGS) --values 1 --threads $(THREADS) -o results/runtime.tmp.json
+	$(PY) benchmarks/runtime.py $(PYPERF_ARGS) --values 1 --quiet --threads $(THREADS) -o results/runtime.tmp.json
 	mv results/runtime.tmp.json results/runtime.json
-	$(PY) -m pyperf stats results/runtime.json | grep -E "^(Benchmark|Mean|Median|Number of runs)" || true
+	$(PY) -m pyperf show results/runtime.json
 
 # Retrain the embedded default model (about 6 minutes on 2 cores); overwrites hap/assets/default.
 model: $(STAMP)
