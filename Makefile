@@ -35,7 +35,7 @@ bench: $(STAMP)
 	rm -f results/runtime.tmp.json
 	$(PY) benchmarks/runtime.py $(PYPERF_ARGS) --values 1 --quiet --threads $(THREADS) -o results/runtime.tmp.json
 	mv results/runtime.tmp.json results/runtime.json
-	$(PY) -m pyperf show results/runtime.json
+	$(PY) -m pyperf show --quiet results/runtime.json
 
 # Retrain the embedded default model (about 6 minutes on 2 cores); overwrites hap/assets/default.
 model: $(STAMP)

@@ -16,7 +16,7 @@ import torch
 from hap import metrics
 from hap.circuit import Circuit
 from hap.graph import Graph
-from hap.patching import EdgeMaskedForward, compute_baseline, run_activations
+from hap.patching import EdgeMaskedForward, fixed_references
 from hap.tasks.base import Task
 
 
@@ -35,21 +35,12 @@ def discover(
     device = next(model.parameters()).device
     start = time.perf_counter()
     data = task.train.subset(slice(0, config.n_examples)).to(device)
-    log_p = metrics.at_position(run_activations(model, graph, data.clean)[0], data.position)
-    baseline = compute_baseline(
-        model,
-        graph,
-        data.clean,
-        data.corrupted,
-        config.ablation,
-        reference=data.clean,
-        reference_position=data.position,
-    )
+    full, baseline = fixed_references(model, graph, data, config.ablation, data)
     forward = EdgeMaskedForward(model, graph)
 
     def kl(mask: torch.Tensor) -> float:
         logits = metrics.at_position(forward(data.clean, mask, baseline), data.position)
-        return float(metrics.kl_divergence(log_p, logits).mean())
+        return float(metrics.kl_divergence(full, logits).mean())
 
     mask = torch.ones(graph.n_edges, device=device)
     current = kl(mask)

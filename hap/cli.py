@@ -18,14 +18,16 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 
 import torch
 
-from hap.evaluate import evaluate_circuit
+from hap.evaluate import evaluate_circuit, result_record
 from hap.graph import Graph
 from hap.models import ModelNotFoundError, load_model
 from hap.patching import Ablation
 from hap.tasks import GENERATORS, TaskError, make_task
+from hap.timing import measure
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -54,12 +56,9 @@ def discover(args: argparse.Namespace) -> dict:
         seed=args.seed,
     )
     device = next(model.parameters()).device
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    circuit = backend(model, graph, task, args.sparsity, seed=args.seed)
-    sync()
-    wall = time.perf_counter() - start
+    circuit, cost = measure(
+        partial(backend, model, graph, task, args.sparsity, seed=args.seed), device
+    )
     if args.out:
         circuit.save(args.out, graph)
     result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=args.ablation)
@@ -69,15 +68,10 @@ def discover(args: argparse.Namespace) -> dict:
         "model": model.name,
         "device": str(device),
         "seed": args.seed,
-        "target_sparsity": args.sparsity,
-        "sparsity": circuit.sparsity,
-        "n_edges": circuit.n_edges,
-        "kl": result.kl,
-        "logit_diff": result.logit_diff,
-        "accuracy": result.accuracy,
-        "exact_match": result.exact_match,
-        "faithfulness": result.faithfulness,
-        "wall_s": wall,
+        **result_record(circuit, result),
+        "wall_s": cost.wall_s,
+        "cpu_s": cost.cpu_s,
+        "peak_mem_mb": cost.peak_mem_mb,
         **{f"{stage}_s": seconds for stage, seconds in circuit.timings.items() if stage != "total"},
     }
 

@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 
 from hap import metrics
+from hap.circuit import Circuit
 from hap.graph import Graph
-from hap.patching import Ablation, EdgeMaskedForward, compute_baseline, run_activations
+from hap.patching import Ablation, EdgeMaskedForward, fixed_references
 from hap.tasks.base import TaskData, check_vocabulary
 
 
@@ -28,6 +29,22 @@ class Evaluation:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def result_record(circuit: Circuit, result: Evaluation) -> dict:
+    """The circuit's and its evaluation's fields that `hap discover --json` and the results CSV
+    share (scripts rely on these keys)."""
+    return {
+        "target_sparsity": circuit.target_sparsity,
+        "sparsity": circuit.sparsity,
+        "n_edges": circuit.n_edges,
+        "kl": result.kl,
+        "logit_diff": result.logit_diff,
+        "accuracy": result.accuracy,
+        "exact_match": result.exact_match,
+        "faithfulness": result.faithfulness,
+        "full_logit_diff": result.full_logit_diff,
+    }
 
 
 @torch.no_grad()
@@ -54,18 +71,7 @@ def evaluate_circuit(
     sums = torch.zeros(6, dtype=torch.float64)
     reference = (reference or data).to(device)
     for batch in data.to(device).batches(batch_size):
-        full_logits = metrics.at_position(
-            run_activations(model, graph, batch.clean)[0], batch.position
-        )
-        baseline = compute_baseline(
-            model,
-            graph,
-            batch.clean,
-            batch.corrupted,
-            ablation,
-            reference=reference.clean,
-            reference_position=reference.position,
-        )
+        full_logits, baseline = fixed_references(model, graph, batch, ablation, reference)
         empty_logits = metrics.at_position(empty(batch.clean, ones[:0], baseline), batch.position)
         logits = metrics.at_position(forward(batch.clean, ones, baseline), batch.position)
         sums += (

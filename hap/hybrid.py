@@ -28,16 +28,34 @@ class HAPConfig(PruneConfig):
     the graph at 94% sparsity, the paper's "roughly a quarter"). attribution_metric / ig_steps:
     the stage-1 scorer (EAP by default).
 
-    Fewer steps than Edge Pruning (120 with 60 of warm-up, against 300 with 150): the search
-    starts at the candidate set's sparsity (76% at 94%), so the target has a quarter of EP's
-    distance to travel. Chosen from `benchmarks/hap_ablation.py` (results/hap_ablation.csv, see
-    the README for the figures)."""
+    steps / warmup: None (the default) derives the schedule from Edge Pruning's, scaled by the
+    fraction of EP's distance that remains: EP's search starts at sparsity 0, HAP's at the
+    candidate set's (1 - candidates / edges), so warm-up and hold are EP's times
+    (target - start) / target, floored at `min_warmup` and `min_hold` steps. At 94% with 4x
+    candidates that is 50 + 50 steps against EP's 150 + 150; with the candidate set grown to the
+    whole graph it is EP's schedule, so the saving exists only where the search space shrank.
+    The floors come from `benchmarks/hap_ablation.py` (results/hap_ablation.csv; README)."""
 
     candidate_multiple: float = 4.0
     attribution_metric: str = "logit_diff"
     ig_steps: int = 0
-    steps: int = 120
-    warmup: int = 60
+    steps: int | None = None
+    warmup: int | None = None
+    min_warmup: int = 50
+    min_hold: int = 50
+
+
+def search_schedule(config: HAPConfig, start: float, target: float) -> tuple[int, int]:
+    """(steps, warmup) for a search from sparsity `start` to `target` (see HAPConfig)."""
+    ep = PruneConfig()
+    fraction = (target - start) / target if target > 0 else 1.0
+    fraction = min(1.0, max(0.0, fraction))
+    warmup = max(config.min_warmup, round(ep.warmup * fraction))
+    hold = max(config.min_hold, round((ep.steps - ep.warmup) * fraction))
+    if config.warmup is not None:
+        warmup = config.warmup
+    steps = config.steps if config.steps is not None else warmup + hold
+    return steps, min(warmup, steps)
 
 
 def candidate_edges(scores: torch.Tensor, n_keep: int, multiple: float) -> torch.Tensor:
@@ -50,13 +68,17 @@ def discover(
     model, graph: Graph, task: Task, target_sparsity: float, seed: int = 0, **overrides
 ) -> Circuit:
     config = HAPConfig(**overrides)
-    prune_config = PruneConfig(**{f.name: getattr(config, f.name) for f in fields(PruneConfig)})
     n_keep = edges_for_sparsity(graph, target_sparsity)
     start = time.perf_counter()
     scores = attribution_scores(
         model, graph, task.train, config.attribution_metric, config.ig_steps, config.batch_size
     )
     candidates = candidate_edges(scores, n_keep, config.candidate_multiple)
+    steps, warmup = search_schedule(
+        config, 1.0 - candidates.numel() / graph.n_edges, target_sparsity
+    )
+    shared = {f.name: getattr(config, f.name) for f in fields(PruneConfig)}
+    prune_config = PruneConfig(**{**shared, "steps": steps, "warmup": warmup})
     attributed = time.perf_counter()
     result = learn_masks(
         model, graph, task.train, target_sparsity, prune_config, seed, active=candidates
@@ -70,7 +92,13 @@ def discover(
         target_sparsity=target_sparsity,
         sparsity=graph.sparsity(mask),
         scores=edge_scores,
-        config={**asdict(config), "seed": seed, "n_candidates": int(candidates.numel())},
+        config={
+            **asdict(config),
+            "seed": seed,
+            "n_candidates": int(candidates.numel()),
+            "steps": steps,
+            "warmup": warmup,
+        },
         timings={
             "attribution": attributed - start,
             "pruning": result.seconds,

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from hap import metrics
 from hap.graph import Graph
-from hap.patching import Ablation, EdgeMaskedForward, compute_baseline, run_activations
+from hap.patching import Ablation, EdgeMaskedForward, fixed_references
 from hap.tasks.base import TaskData
 
 BETA = 2.0 / 3.0  # temperature
@@ -75,18 +75,8 @@ def _prepared_batches(model, graph: Graph, data: TaskData, config: PruneConfig):
     log-probabilities at the metric positions."""
     prepared = []
     for batch in data.batches(config.batch_size):
-        full_logits = run_activations(model, graph, batch.clean)[0]
-        baseline = compute_baseline(
-            model,
-            graph,
-            batch.clean,
-            batch.corrupted,
-            config.ablation,
-            reference=data.clean,
-            reference_position=data.position,
-        )
-        log_p = metrics.at_position(full_logits, batch.position).log_softmax(-1)
-        prepared.append((batch, baseline, log_p))
+        full, baseline = fixed_references(model, graph, batch, config.ablation, data)
+        prepared.append((batch, baseline, full.log_softmax(-1)))
     return prepared
 
 

@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 
 from hap.graph import Graph, ReceiverGroup, SenderGroup
+from hap.metrics import at_position
+from hap.tasks.base import TaskData
 
 
 class Ablation(StrEnum):
@@ -89,6 +91,26 @@ def _bias(graph: Graph, acts: Baseline) -> Tensor:
     prefix = acts.senders.cumsum(2)
     upstream = torch.tensor([g.upstream - 1 for g in graph.receiver_groups], device=prefix.device)
     return acts.resid - prefix[:, :, upstream].permute(2, 0, 1, 3)
+
+
+@torch.no_grad()
+def fixed_references(
+    model, graph: Graph, batch: TaskData, ablation: Ablation | str, reference: TaskData
+) -> tuple[Tensor, Baseline]:
+    """What stays fixed while a circuit is searched or scored on `batch`: the full model's logits
+    at the metric positions ([n, vocab]) and the baseline removed edges carry (mean ablation
+    averages over `reference`)."""
+    full_logits = run_activations(model, graph, batch.clean)[0]
+    baseline = compute_baseline(
+        model,
+        graph,
+        batch.clean,
+        batch.corrupted,
+        ablation,
+        reference=reference.clean,
+        reference_position=reference.position,
+    )
+    return at_position(full_logits, batch.position), baseline
 
 
 def compute_baseline(

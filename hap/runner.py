@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from hap.circuit import edges_for_sparsity
-from hap.evaluate import evaluate_circuit
+from hap.evaluate import evaluate_circuit, result_record
 from hap.graph import Graph
 from hap.models import load_model
 from hap.registry import get_backend
@@ -192,15 +192,7 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
                 "task": task_name,
                 "model": model.name,
                 "seed": seed,
-                "target_sparsity": sparsity,
-                "sparsity": circuit.sparsity,
-                "n_edges": circuit.n_edges,
-                "kl": result.kl,
-                "logit_diff": result.logit_diff,
-                "accuracy": result.accuracy,
-                "exact_match": result.exact_match,
-                "faithfulness": result.faithfulness,
-                "full_logit_diff": result.full_logit_diff,
+                **result_record(circuit, result),
                 "wall_s": cost.wall_s,
                 "cpu_s": cost.cpu_s,
                 "peak_mem_mb": cost.peak_mem_mb,
