@@ -25,17 +25,21 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hap baselines benchmarks tests
 
-# QUICK=1: 94% and 98% only, one seed, one pyperf process without warm-up (a few minutes).
+# QUICK=1: 94% and 98% only, one seed, one pyperf process without warm-up (a few minutes), into
+# results/quick and plots/quick. The committed reference run lives in results/reference and
+# plots/reference; `make bench` writes results/ and plots/ afresh (and resumes a killed sweep).
+OUT := $(if $(QUICK),results/quick,results)
+PLOTS := $(if $(QUICK),plots/quick,plots)
 PYPERF_ARGS := $(if $(QUICK),--processes 1 --warmups 0,--processes 2 --warmups 1)
 
 bench: $(STAMP)
-	mkdir -p results plots
-	$(VENV)/bin/hap baseline --task ioi --threads $(THREADS) --json > results/baseline_ioi.json
-	$(VENV)/bin/hap bench $(if $(QUICK),--quick,) --threads $(THREADS) --out results/sweep.csv --plots plots
-	rm -f results/runtime.tmp.json
-	$(PY) benchmarks/runtime.py $(PYPERF_ARGS) --values 1 --quiet --threads $(THREADS) -o results/runtime.tmp.json
-	mv results/runtime.tmp.json results/runtime.json
-	$(PY) -m pyperf show --quiet results/runtime.json
+	mkdir -p $(OUT) $(PLOTS)
+	$(VENV)/bin/hap baseline --task ioi --threads $(THREADS) --json > $(OUT)/baseline_ioi.json
+	$(VENV)/bin/hap bench $(if $(QUICK),--quick,) --threads $(THREADS) --out $(OUT)/sweep.csv --plots $(PLOTS)
+	rm -f $(OUT)/runtime.tmp.json
+	$(PY) benchmarks/runtime.py $(PYPERF_ARGS) --values 1 --quiet --threads $(THREADS) -o $(OUT)/runtime.tmp.json
+	mv $(OUT)/runtime.tmp.json $(OUT)/runtime.json
+	$(PY) -m pyperf show --quiet $(OUT)/runtime.json
 
 # Retrain the embedded default model (about 6 minutes on 2 cores); overwrites hap/assets/default.
 model: $(STAMP)
