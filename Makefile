@@ -41,7 +41,7 @@ bench: $(STAMP)
 	mv $(OUT)/runtime.tmp.json $(OUT)/runtime.json
 	$(PY) -m pyperf show --quiet $(OUT)/runtime.json
 
-# Retrain the embedded default model (about 6 minutes on 2 cores); overwrites hap/assets/default.
+# Retrain the embedded default model (about 7 minutes on 2 cores); overwrites hap/assets/default.
 model: $(STAMP)
 	$(PY) -m hap.train
 

@@ -8,7 +8,7 @@ where y_s are sender outputs in this forward pass, y~_s the sender outputs of th
 (corrupted prompts, a mean, or zero; computed once, without grad) and baseline_resid the baseline
 run's residual stream at r's hook. m = 1 on every edge reproduces the clean run, m = 0 the baseline
 run. Edges outside the engine's `active` set are fixed to m = 0, and they cost nothing: masks,
-sender deltas and einsums exist only for active senders, receivers and (sender chunk, receiver
+sender deltas and matmuls exist only for active senders, receivers and (sender chunk, receiver
 group) blocks that hold an active edge. That is what makes a restricted search (HAP) cheaper than
 a search over the whole graph.
 """
@@ -198,7 +198,7 @@ class EdgeMaskedForward:
                 self.sender_chunks.append((g, (ids - g.first).to(device), ids.to(device)))
                 chunk_end.append(start + ids.numel())
         self.n_local_senders = chunk_end[-1] if chunk_end else 0
-        # Per receiver group with an active edge: the einsum reads only the group's senders with an
+        # Per receiver group with an active edge: the matmul reads only the group's senders with an
         # active edge (rows) into its receivers with an active edge (slots). Where those cover
         # more than half of the upstream senders / the group, selecting them costs more than the
         # zero weights it saves, so the group is read densely (rows or slots None).

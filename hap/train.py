@@ -1,6 +1,6 @@
 """Train the embedded default model: a 4-layer GPT-2 with a word-level tokenizer.
 
-Run `python -m hap.train` (about 5 minutes on 2 CPU cores). The corpus is synthetic: IOI sentences
+Run `python -m hap.train` (about 7 minutes on 2 CPU cores). The corpus is synthetic: IOI sentences
 from the Wang et al. templates in both name orders, Greater-Than and Gendered-Pronoun sentences, and
 filler sentences over the same words, so the result is a small language model that happens to solve
 the three tasks, not a classifier. Combinations in the fixed held-out split (`heldout_key`) never
