@@ -21,7 +21,7 @@ from torch import Tensor
 
 from hap import metrics
 from hap.graph import Graph
-from hap.patching import resid_hook, run_activations
+from hap.patching import receiver_hooks, run_activations
 from hap.tasks.base import TaskData
 
 
@@ -32,19 +32,6 @@ def metric_fn(name: str) -> Callable[[Tensor, Tensor, TaskData], Tensor]:
     if name == "kl":
         return lambda logits, full, batch: -metrics.kl_divergence(full, logits).sum()
     raise ValueError(f"unknown attribution metric {name!r}; choose 'logit_diff' or 'kl'")
-
-
-def _receiver_hooks(graph: Graph) -> list[tuple[str, int, int]]:
-    """(hook name, receiver-group index, slot within group) for every receiver hook."""
-    hooks = []
-    for index, g in enumerate(graph.receiver_groups):
-        if g.kind == "attn":
-            hooks += [(f"blocks.{g.layer}.hook_{x}_input", index, i) for i, x in enumerate("qkv")]
-        elif g.kind == "mlp":
-            hooks.append((f"blocks.{g.layer}.hook_mlp_in", index, 0))
-        else:
-            hooks.append((resid_hook(g, graph.n_layers), index, 0))
-    return hooks
 
 
 def _keep_copy(value: Tensor, hook, store: dict, key: tuple[int, int]) -> Tensor:
@@ -63,7 +50,11 @@ def _batch_scores(
     _, corrupted = run_activations(model, graph, batch.corrupted)
     full = metrics.at_position(full_logits, batch.position)
     delta = corrupted.senders - clean.senders  # [batch, pos, n_senders, d_model]
-    hook_specs = _receiver_hooks(graph)
+    hook_specs = [
+        (name, index, slot)
+        for index, g in enumerate(graph.receiver_groups)
+        for slot, name in enumerate(receiver_hooks(g, graph.n_layers))
+    ]
     scores = torch.zeros(graph.n_senders, graph.n_receivers, device=delta.device)
 
     for alpha in alphas:

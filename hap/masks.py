@@ -72,11 +72,11 @@ class PruneResult:
 
 def _prepared_batches(model, graph: Graph, data: TaskData, config: PruneConfig):
     """Per batch, what never changes during the search: the baseline and the full model's
-    log-probabilities at the metric positions."""
+    logits at the metric positions."""
     prepared = []
     for batch in data.batches(config.batch_size):
         full, baseline = fixed_references(model, graph, batch, config.ablation, data)
-        prepared.append((batch, baseline, full.log_softmax(-1)))
+        prepared.append((batch, baseline, full))
     return prepared
 
 
@@ -110,12 +110,11 @@ def learn_masks(
     kl = sparsity = torch.tensor(float("nan"))
     history: list[tuple[int, float, float, float]] = []
     for step in range(config.steps):
-        batch, baseline, log_p = prepared[step % len(prepared)]
+        batch, baseline, full = prepared[step % len(prepared)]
         target = initial + (target_sparsity - initial) * min(1.0, step / max(1, config.warmup))
         mask = sample_mask(log_alpha, generator)
-        log_q = metrics.at_position(forward(batch.clean, mask, baseline), batch.position)
-        log_q = log_q.log_softmax(-1)
-        kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+        logits = metrics.at_position(forward(batch.clean, mask, baseline), batch.position)
+        kl = metrics.kl_divergence(full, logits).mean()
         sparsity = 1.0 - keep_probability(log_alpha).sum() / graph.n_edges
         gap = (sparsity - target) / budget
         loss = kl + lambdas[0] * gap + lambdas[1] * gap**2

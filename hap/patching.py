@@ -52,6 +52,16 @@ def resid_hook(group: ReceiverGroup, n_layers: int) -> str:
     }[group.kind]
 
 
+def receiver_hooks(group: ReceiverGroup, n_layers: int) -> list[str]:
+    """The hooks through which the group's receivers read their input: q, k and v inputs (each
+    [batch, pos, n_heads, d_model], heads in order) for attention, one hook otherwise."""
+    if group.kind == "attn":
+        return [f"blocks.{group.layer}.hook_{x}_input" for x in "qkv"]
+    if group.kind == "mlp":
+        return [f"blocks.{group.layer}.hook_mlp_in"]
+    return [resid_hook(group, n_layers)]
+
+
 @dataclass(frozen=True)
 class Baseline:
     """What masked-off edges carry, for one batch.
@@ -282,19 +292,16 @@ class EdgeMaskedForward:
             for g, ids, global_ids in self.sender_chunks
         ]
         for index, g in enumerate(graph.receiver_groups):
+            names = receiver_hooks(g, graph.n_layers)
             if g.kind == "attn":
+                q, k, v = names
                 hooks += [
-                    (f"blocks.{g.layer}.hook_q_input", partial(attn_in, index=index)),
-                    (f"blocks.{g.layer}.hook_k_input", lambda value, hook: pending.pop("k")),
-                    (f"blocks.{g.layer}.hook_v_input", lambda value, hook: pending.pop("v")),
+                    (q, partial(attn_in, index=index)),
+                    (k, lambda value, hook: pending.pop("k")),
+                    (v, lambda value, hook: pending.pop("v")),
                 ]
             else:
-                name = (
-                    f"blocks.{g.layer}.hook_mlp_in"
-                    if g.kind == "mlp"
-                    else resid_hook(g, graph.n_layers)
-                )
-                hooks.append((name, partial(single_in, index=index)))
+                hooks.append((names[0], partial(single_in, index=index)))
         return hooks
 
     def __call__(self, tokens: Tensor, mask: Tensor, baseline: Baseline) -> Tensor:
