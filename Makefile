@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 THREADS ?= 2
 
-.PHONY: setup test bench lint model clean
+.PHONY: setup test bench bench-runtime calibrate speedup-reference lint model clean
 
 setup: $(STAMP)
 
@@ -25,21 +25,44 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hap baselines benchmarks tests
 
-# QUICK=1: 94% and 98% only, one seed, one pyperf process without warm-up (a few minutes), into
-# results/quick and plots/quick. The committed reference run lives in results/reference and
-# plots/reference; `make bench` writes results/ and plots/ afresh (and resumes a killed sweep).
+# QUICK=1: the sweep at 94% and 98% with one seed, frontiers on a 25/50/100-step ladder with one
+# seed (about 8 minutes), into results/quick and plots/quick. The committed reference run lives in
+# results/reference and plots/reference; `make bench` writes results/ and plots/ afresh (a killed
+# sweep resumes). The sweep's EP and HAP stop by the shared validation rule; the frontiers run them
+# at equal fixed step budgets.
 OUT := $(if $(QUICK),results/quick,results)
 PLOTS := $(if $(QUICK),plots/quick,plots)
-PYPERF_ARGS := $(if $(QUICK),--processes 1 --warmups 0,--processes 2 --warmups 1)
+FULL_BUDGETS := 25,50,100,200,400
+QUICK_BUDGETS := 25,50,100
+BUDGETS := $(if $(QUICK),$(QUICK_BUDGETS),$(FULL_BUDGETS))
+FRONTIER_SEEDS := $(if $(QUICK),1,3)
 
 bench: $(STAMP)
 	mkdir -p $(OUT) $(PLOTS)
 	$(VENV)/bin/hap baseline --task ioi --threads $(THREADS) --json > $(OUT)/baseline_ioi.json
 	$(VENV)/bin/hap bench $(if $(QUICK),--quick,) --threads $(THREADS) --out $(OUT)/sweep.csv --plots $(PLOTS)
+	for s in 94 98; do \
+	  $(VENV)/bin/hap frontier --task ioi --sparsity 0.$$s --budgets $(BUDGETS) \
+	    --seeds $(FRONTIER_SEEDS) --threads $(THREADS) --out $(OUT)/frontier_ioi_$$s.json \
+	    --plot $(PLOTS)/frontier_ioi_$$s.png || exit 1; \
+	done
+
+# pyperf's view of the default configs (worker processes, warm-ups): each method at 94% under
+# the stopping rule, the way a user runs it. Not part of `make bench` (about 6 minutes).
+bench-runtime: $(STAMP)
+	mkdir -p $(OUT)
 	rm -f $(OUT)/runtime.tmp.json
-	$(PY) benchmarks/runtime.py $(PYPERF_ARGS) --values 1 --quiet --threads $(THREADS) -o $(OUT)/runtime.tmp.json
+	$(PY) benchmarks/runtime.py --processes 2 --warmups 1 --values 1 --quiet --threads $(THREADS) -o $(OUT)/runtime.tmp.json
 	mv $(OUT)/runtime.tmp.json $(OUT)/runtime.json
 	$(PY) -m pyperf show --quiet $(OUT)/runtime.json
+
+# The calibration behind the stopping rule's constants (validation split, seeds 100-101; about
+# 25 minutes), and the reference figures of the CI speedup check (about 6 minutes).
+calibrate: $(STAMP)
+	$(PY) benchmarks/calibrate_stopping.py --threads $(THREADS) --out results/calibration
+
+speedup-reference: $(STAMP)
+	$(PY) benchmarks/speedup_reference.py --threads $(THREADS)
 
 # Retrain the embedded default model (about 7 minutes on 2 cores); overwrites hap/assets/default.
 model: $(STAMP)

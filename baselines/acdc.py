@@ -9,29 +9,36 @@ target sparsity, decides the size of the result; the target is recorded beside t
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from hap import metrics
 from hap.circuit import Circuit
 from hap.graph import Graph
-from hap.patching import EdgeMaskedForward, fixed_references
+from hap.patching import Ablation, EdgeMaskedForward, fixed_references
 from hap.tasks.base import Task
 
 
 @dataclass(frozen=True)
 class ACDCConfig:
-    threshold: float = 0.01  # nats of KL a removal may add
-    n_examples: int = 32  # train examples used for every decision
-    ablation: str = "corrupted"
+    """threshold: nats of KL a removal may add (ACDC's budget knob: it, not the target, sets the
+    circuit's size). n_examples: train examples used for every decision."""
+
+    threshold: float = 0.01
+    n_examples: int = 32
+    ablation: str = Ablation.CORRUPTED.value
+
+    def validate(self) -> None:
+        if self.threshold < 0 or self.n_examples < 1:
+            raise ValueError("acdc needs threshold >= 0 and n_examples >= 1")
+        Ablation(self.ablation)
 
 
 @torch.no_grad()
 def discover(
-    model, graph: Graph, task: Task, target_sparsity: float, seed: int = 0, **overrides
+    model, graph: Graph, task: Task, target_sparsity: float, seed: int, config: ACDCConfig
 ) -> Circuit:
-    config = ACDCConfig(**overrides)
     device = next(model.parameters()).device
     start = time.perf_counter()
     data = task.train.subset(slice(0, config.n_examples)).to(device)
@@ -55,12 +62,13 @@ def discover(
             current = trial
         else:
             mask[edge] = 1.0
-    kept = mask.bool().cpu()
-    return Circuit(
-        method="acdc",
-        mask=kept,
-        target_sparsity=target_sparsity,
-        sparsity=graph.sparsity(kept),
-        config={**asdict(config), "seed": seed, "final_kl_train": current},
+    return Circuit.build(
+        "acdc",
+        graph,
+        mask.bool().cpu(),
+        target_sparsity,
+        seed,
+        config,
         timings={"total": time.perf_counter() - start},
+        details={"final_kl_train": current},
     )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from baselines import eap
-from hap.circuit import Circuit
-from hap.graph import Graph
-from hap.tasks.base import Task
+from dataclasses import dataclass
 
-DEFAULT_IG_STEPS = 5
+from baselines.eap import EAPConfig
 
 
-def discover(
-    model, graph: Graph, task: Task, target_sparsity: float, seed: int = 0, **overrides
-) -> Circuit:
-    overrides.setdefault("ig_steps", DEFAULT_IG_STEPS)
-    return eap.discover(model, graph, task, target_sparsity, seed, **overrides)
+@dataclass(frozen=True)
+class EAPIGConfig(EAPConfig):
+    """EAP's config with its budget, the number of interpolation points, set to 5 (the EAP-IG
+    paper's smallest recommended value)."""
+
+    ig_steps: int = 5
+
+    def validate(self) -> None:
+        super().validate()
+        if self.ig_steps < 1:
+            raise ValueError("eap-ig needs ig_steps >= 1 (ig_steps=0 is plain eap)")

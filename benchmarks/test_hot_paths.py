@@ -8,7 +8,7 @@ import torch
 
 from hap.attribution import attribution_scores
 from hap.graph import Graph
-from hap.masks import PruneConfig, learn_masks
+from hap.masks import SearchConfig, learn_masks
 from hap.models import load_model
 from hap.patching import EdgeMaskedForward, run_activations
 from hap.tasks import make_task
@@ -39,5 +39,5 @@ def test_eap_pass(benchmark, setup):
 
 def test_one_ep_step(benchmark, setup):
     model, graph, task = setup
-    config = PruneConfig(steps=1, warmup=1)
-    benchmark(learn_masks, model, graph, task.train, 0.94, config, 0)
+    config = SearchConfig(steps=1, warmup=1)
+    benchmark(learn_masks, model, graph, task, 0.94, config, 0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,15 +16,50 @@ from hap.graph import Graph
 class Circuit:
     """mask: [n_edges] bool, the kept edges. scores: [n_edges] float where the method ranks edges
     (attribution scores, or log-alpha for pruning methods); `sparsity` is measured on `mask`
-    against the full graph. `timings` holds wall seconds per stage (e.g. attribution, pruning)."""
+    against the full graph. `config` is the backend's resolved config (every setting that
+    produced the circuit); `steps` the optimisation steps actually run (mask-learning methods
+    only); `details` what the run found out beyond the mask (e.g. HAP's candidate count, why a
+    search stopped). `timings` holds wall seconds per stage (e.g. attribution, pruning)."""
 
     method: str
     mask: Tensor
     target_sparsity: float
     sparsity: float
+    seed: int = 0
     scores: Tensor | None = None
     config: dict = field(default_factory=dict)
+    steps: int | None = None
+    details: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        method: str,
+        graph: Graph,
+        mask: Tensor,
+        target_sparsity: float,
+        seed: int,
+        config: object,
+        timings: dict[str, float],
+        scores: Tensor | None = None,
+        steps: int | None = None,
+        details: dict | None = None,
+    ) -> Circuit:
+        """The one way backends make their result: sparsity measured on `mask`, the config
+        dataclass recorded as plain data."""
+        return cls(
+            method=method,
+            mask=mask,
+            target_sparsity=target_sparsity,
+            sparsity=graph.sparsity(mask),
+            seed=seed,
+            scores=scores,
+            config=asdict(config),
+            steps=steps,
+            details=details or {},
+            timings=timings,
+        )
 
     @property
     def n_edges(self) -> int:
@@ -38,7 +73,10 @@ class Circuit:
             "target_sparsity": self.target_sparsity,
             "sparsity": self.sparsity,
             "n_edges": self.n_edges,
+            "seed": self.seed,
             "config": self.config,
+            "steps": self.steps,
+            "details": self.details,
             "timings": self.timings,
             "edges": {
                 names[i]: (None if self.scores is None else float(self.scores[i]))
@@ -63,7 +101,10 @@ class Circuit:
             mask,
             data["target_sparsity"],
             graph.sparsity(mask),
+            seed=data.get("seed", 0),
             config=data.get("config", {}),
+            steps=data.get("steps"),
+            details=data.get("details", {}),
             timings=data.get("timings", {}),
         )
 

@@ -1,15 +1,21 @@
 """The `hap` command line.
 
-    hap discover --method {eap,eap-ig,ep,hap,acdc} --task ioi --sparsity 0.94
+    hap discover --method {eap,eap-ig,ep,hap,acdc} --task ioi --sparsity 0.94 [--set KEY=VALUE ...]
                  [--model NAME|PATH] [--seed N] [--device cpu|cuda] [--out circuit.json] [--json]
     hap baseline --task ioi [--model NAME|PATH] [--device cpu|cuda] [--json]
     hap bench [--methods eap,eap-ig,ep,hap] [--tasks ioi] [--sparsities 0.9,0.94,0.96,0.98,0.99]
-              [--seeds 3] [--quick] [--out results/sweep.csv] [--plots plots]
+              [--seeds 3] [--set KEY=VALUE ...] [--quick] [--out results/sweep.csv] [--plots plots]
+    hap frontier [--methods ep,hap,eap,eap-ig] [--task ioi] [--sparsity 0.94]
+                 [--budgets 25,50,100,200,400] [--seeds 3] [--out F.json] [--plot F.png] [--json]
 
-`discover` runs one backend on the task's train split and evaluates the circuit on its test split;
-with --json it prints one object whose keys scripts rely on: method, task, model, target_sparsity,
-sparsity, n_edges, kl, logit_diff, accuracy, exact_match, faithfulness, wall_s, and the backend's
-stage timings as <stage>_s. `baseline` prints the full model against the empty circuit.
+`discover` runs one backend on the task's train split (its validation split for the stopping rule)
+and evaluates the circuit on its test split; with --json it prints one object whose keys scripts
+rely on: method, task, model, target_sparsity, sparsity, n_edges, steps, kl, logit_diff, accuracy,
+exact_match, faithfulness, wall_s, the backend's resolved config, and its stage timings as
+<stage>_s. `--set` changes any field of the backend's config (`--set steps=100` fixes the search
+budget instead of the stopping rule). `baseline` prints the full model against the empty circuit.
+`frontier` runs the mask learners at each fixed step budget, interleaved, and prints time to
+faithfulness (hap.frontier).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from functools import partial
 
 import torch
 
+from hap.config import ConfigError, parse_settings
 from hap.evaluate import evaluate_circuit, result_record
 from hap.graph import Graph
 from hap.models import ModelNotFoundError, load_model
@@ -41,24 +49,37 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field of the backend's config, e.g. steps=100 (repeatable)",
+    )
+    parser.add_argument("--n-val", type=int, default=64, help="validation prompts (stopping rule)")
+
+
 def discover(args: argparse.Namespace) -> dict:
+    from hap.circuit import edges_for_sparsity
     from hap.registry import get_backend
 
     backend = get_backend(args.method)
+    config = backend.config(parse_settings(args.set))
+    edges_for_sparsity(Graph(1, 1), args.sparsity)  # a bad target fails before any compute
     model = load_model(args.model, device=args.device)
     graph = Graph.from_model(model)
     task = make_task(
         args.task,
         model.tokenizer,
         n_train=args.n_train,
-        n_val=0,
+        n_val=args.n_val,
         n_test=args.n_test,
         seed=args.seed,
     )
     device = next(model.parameters()).device
-    circuit, cost = measure(
-        partial(backend, model, graph, task, args.sparsity, seed=args.seed), device
-    )
+    run = partial(backend, model, graph, task, args.sparsity, seed=args.seed, config=config)
+    circuit, cost = measure(run, device)
     if args.out:
         circuit.save(args.out, graph)
     result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=args.ablation)
@@ -69,6 +90,8 @@ def discover(args: argparse.Namespace) -> dict:
         "device": str(device),
         "seed": args.seed,
         **result_record(circuit, result),
+        "config": circuit.config,
+        "stopped": circuit.details.get("stopped"),
         "wall_s": cost.wall_s,
         "cpu_s": cost.cpu_s,
         "peak_mem_mb": cost.peak_mem_mb,
@@ -94,6 +117,8 @@ def bench(args: argparse.Namespace) -> dict:
         model=args.model,
         device=args.device,
         threads=args.threads or 2,
+        n_val=args.n_val,
+        settings=parse_settings(args.set),
         out=Path(args.out),
     )
     table = run_sweep(config)
@@ -103,6 +128,59 @@ def bench(args: argparse.Namespace) -> dict:
         print()
         print(area_metrics(table).round(3).to_string(index=False))
     return {"results": str(config.out), "rows": len(table), "plots": [str(p) for p in plots]}
+
+
+def frontier(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from hap.circuit import edges_for_sparsity
+    from hap.frontier import format_table, run_frontier
+    from hap.plots import plot_frontier
+    from hap.registry import resolve_settings
+
+    methods = args.methods.split(",")
+    if not {"ep", "hap"} <= set(methods):
+        raise ValueError("frontier compares hap against ep: --methods must include both")
+    configs = resolve_settings(methods, parse_settings(args.set))
+    budgets = sorted({int(b) for b in args.budgets.split(",")})
+    if len(budgets) < 2 or budgets[0] < 1:
+        raise ValueError(f"--budgets needs two or more positive step counts, got {args.budgets}")
+    edges_for_sparsity(Graph(1, 1), args.sparsity)
+    model = load_model(args.model, device=args.device)
+    graph = Graph.from_model(model)
+    tasks = {
+        seed: make_task(
+            args.task,
+            model.tokenizer,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            n_test=args.n_test,
+            seed=seed,
+        )
+        for seed in range(args.seeds)
+    }
+    result = run_frontier(
+        model, graph, tasks, methods, args.sparsity, budgets, configs, progress=not args.json
+    )
+    summary = {
+        "task": args.task,
+        "model": model.name,
+        "target_sparsity": args.sparsity,
+        "budgets": budgets,
+        "seeds": list(tasks),
+        "device": str(next(model.parameters()).device),
+        "threads": torch.get_num_threads(),
+        "configs": {m: asdict(c) for m, c in configs.items()},
+        **result.summary(),
+    }
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+    if args.plot:
+        plot_frontier(summary, Path(args.plot))
+    if not args.json:
+        print(format_table(result, summary))
+    return summary
 
 
 def baseline(args: argparse.Namespace) -> dict:
@@ -144,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     find.add_argument("--sparsity", type=float, default=0.94, help="target edge sparsity in [0, 1)")
     find.add_argument("--n-train", type=int, default=64)
     find.add_argument("--out", default=None, help="write the circuit as JSON here")
+    _settings(find)
     _common(commands.add_parser("baseline", help="full model vs empty circuit on a task"))
     sweep = commands.add_parser("bench", help="sweep backends x sparsities x seeds; plots")
     sweep.add_argument("--methods", default="eap,eap-ig,ep,hap")
@@ -157,16 +236,35 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--out", default="results/sweep.csv")
     sweep.add_argument("--plots", default="plots")
     sweep.add_argument("--json", action="store_true")
+    _settings(sweep)
+    ladder = commands.add_parser("frontier", help="time to faithfulness at fixed step budgets")
+    _common(ladder)
+    ladder.add_argument("--methods", default="ep,hap,eap,eap-ig")
+    ladder.add_argument("--sparsity", type=float, default=0.94)
+    ladder.add_argument("--budgets", default="25,50,100,200,400")
+    ladder.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    ladder.add_argument("--n-train", type=int, default=64)
+    ladder.add_argument("--out", default=None, help="write the JSON summary here")
+    ladder.add_argument("--plot", default=None, help="write the frontier plot here (PNG)")
+    _settings(ladder)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        result = {"discover": discover, "baseline": baseline, "bench": bench}[args.command](args)
-    except (ModelNotFoundError, TaskError, ValueError, RuntimeError) as error:
+        commands = {
+            "discover": discover,
+            "baseline": baseline,
+            "bench": bench,
+            "frontier": frontier,
+        }
+        result = commands[args.command](args)
+    except (ModelNotFoundError, TaskError, ConfigError, ValueError, RuntimeError) as error:
         print(f"hap: error: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result))
+    elif args.command == "frontier":
+        pass  # its table is already printed
     else:
         width = max(map(len, result))
         for key, value in result.items():

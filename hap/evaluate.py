@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -27,14 +28,14 @@ class Evaluation:
     empty_logit_diff: float
     n_examples: int
 
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
 
 def result_record(circuit: Circuit, result: Evaluation) -> dict:
     """The circuit's and its evaluation's fields that `hap discover --json` and the results CSV
-    share (scripts rely on these keys)."""
+    share (scripts rely on these keys). `steps`: search steps run (None for methods without
+    them); `config`: the backend's resolved config as JSON."""
     return {
+        "steps": circuit.steps,
+        "config": json.dumps(circuit.config, sort_keys=True),
         "target_sparsity": circuit.target_sparsity,
         "sparsity": circuit.sparsity,
         "n_edges": circuit.n_edges,

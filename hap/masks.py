@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -17,7 +17,7 @@ from torch import Tensor
 from hap import metrics
 from hap.graph import Graph
 from hap.patching import Ablation, EdgeMaskedForward, fixed_references
-from hap.tasks.base import TaskData
+from hap.tasks.base import Task, TaskData
 
 BETA = 2.0 / 3.0  # temperature
 LIMIT_L = -0.1  # stretch: the sigmoid is mapped onto (LIMIT_L, LIMIT_R), then clamped to [0, 1]
@@ -33,23 +33,43 @@ def sample_mask(log_alpha: Tensor, generator: torch.Generator | None = None) -> 
     return (s * (LIMIT_R - LIMIT_L) + LIMIT_L).clamp(0, 1)
 
 
-def deterministic_mask(log_alpha: Tensor) -> Tensor:
-    """The noise-free mask in [0, 1] (evaluation)."""
-    return (torch.sigmoid(log_alpha) * (LIMIT_R - LIMIT_L) + LIMIT_L).clamp(0, 1)
-
-
 def keep_probability(log_alpha: Tensor) -> Tensor:
     """P(mask != 0): the expected L0 norm per edge."""
     return torch.sigmoid(log_alpha - BETA * math.log(-LIMIT_L / LIMIT_R))
 
 
 @dataclass(frozen=True)
-class PruneConfig:
-    """Edge Pruning's optimisation, scaled from the paper's GPT-2 small settings (lr 0.8 for masks
-    and lambdas, 3000 steps with 2500 of target warm-up) to the embedded 1,519-edge model."""
+class SearchConfig:
+    """The L0-Lagrangian search shared by Edge Pruning and HAP, and the one stopping rule.
 
-    steps: int = 300
-    warmup: int = 150
+    Budget: `steps=None` (the default) runs until the stopping rule fires, at most `max_steps`;
+    `steps=N` runs exactly N steps (no validation passes). The target sparsity warms up linearly
+    from the search's start (0 for Edge Pruning, the candidate set's sparsity for HAP) over
+    `warmup_steps(...)` = max(min_warmup, warmup_per_sparsity x (target - start)) steps -- one
+    formula for every method, so a search that starts closer to the target warms up for less --
+    or `warmup` steps when given. A fixed budget warms up for at most half its steps.
+
+    Stopping rule: once warmed up, every `eval_every` steps the circuit the search would return
+    now (top log-alpha at the exact edge budget) is scored by KL on the task's validation split.
+    The search stops when the expected sparsity is within `sparsity_tol` of the target (in units
+    of the final edge budget, 1 - target) and validation KL has not improved by more than
+    `rel_tol` (relative) over the last `patience` evaluations. The constants come from
+    `benchmarks/calibrate_stopping.py` (validation split, calibration seeds only;
+    results/calibration/stopping.csv).
+
+    Optimisation: AdamW on log-alpha (lr), gradient ascent on the two Lagrange multipliers
+    (lambda_lr); `batch_size` train prompts per step, cycling through the train split.
+    """
+
+    steps: int | None = None
+    max_steps: int = 1000
+    warmup: int | None = None
+    warmup_per_sparsity: float = 80.0
+    min_warmup: int = 10
+    eval_every: int = 10
+    patience: int = 2
+    rel_tol: float = 0.1
+    sparsity_tol: float = 0.1
     lr: float = 0.3
     lambda_lr: float = 0.5
     batch_size: int = 32
@@ -57,22 +77,65 @@ class PruneConfig:
     init_std: float = 0.01
     ablation: str = Ablation.CORRUPTED.value
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def validate(self) -> None:
+        positive = {
+            "max_steps": self.max_steps,
+            "eval_every": self.eval_every,
+            "patience": self.patience,
+            "batch_size": self.batch_size,
+        }
+        if self.steps is not None:
+            positive["steps"] = self.steps
+        bad = [f"{k}={v}" for k, v in positive.items() if v < 1]
+        if self.warmup is not None and self.warmup < 0:
+            bad.append(f"warmup={self.warmup}")
+        if bad:
+            raise ValueError(f"search settings must be positive: {', '.join(bad)}")
+        Ablation(self.ablation)
+
+
+def warmup_steps(config: SearchConfig, start: float, target: float) -> int:
+    """Steps over which the target sparsity rises from `start` to `target` (see SearchConfig)."""
+    if config.warmup is not None:
+        warmup = config.warmup
+    else:
+        distance = max(0.0, target - start)
+        warmup = max(config.min_warmup, round(config.warmup_per_sparsity * distance))
+    if config.steps is not None:
+        warmup = min(warmup, config.steps // 2)
+    return warmup
+
+
+def rule_fires(val_kls: list[float], patience: int, rel_tol: float) -> bool:
+    """Whether validation KL (one value per evaluation, in order) has gone `patience` evaluations
+    without improving on its best by more than `rel_tol` (relative). The sparsity half of the
+    rule is checked by the caller."""
+    best, since = float("inf"), 0
+    for kl in val_kls:
+        if kl < best * (1.0 - rel_tol):
+            best, since = kl, 0
+        else:
+            since += 1
+    return since >= patience
 
 
 @dataclass
-class PruneResult:
-    log_alpha: Tensor  # [n_active] learned log-alpha of each active edge
-    final_kl: float
-    final_sparsity: float  # expected sparsity (1 - sum P(keep) / n_edges) at the last step
+class SearchResult:
+    """log_alpha: [n_active] learned log-alpha of each active edge. steps: steps run; stopped:
+    "rule" (the stopping rule fired), "max_steps" (the cap) or "fixed" (a fixed budget).
+    val_history: (step, validation KL, expected sparsity) at each evaluation."""
+
+    log_alpha: Tensor
+    steps: int
+    warmup: int
+    stopped: str
     seconds: float
-    history: list[tuple[int, float, float, float]]  # (step, kl, expected sparsity, target)
+    val_history: list[tuple[int, float, float]]
 
 
-def _prepared_batches(model, graph: Graph, data: TaskData, config: PruneConfig):
-    """Per batch, what never changes during the search: the baseline and the full model's
-    logits at the metric positions."""
+def _prepared_batches(model, graph: Graph, data: TaskData, config: SearchConfig):
+    """Per batch, what never changes during the search: the batch, its baseline and the full
+    model's logits at the metric positions."""
     prepared = []
     for batch in data.batches(config.batch_size):
         full, baseline = fixed_references(model, graph, batch, config.ablation, data)
@@ -80,21 +143,36 @@ def _prepared_batches(model, graph: Graph, data: TaskData, config: PruneConfig):
     return prepared
 
 
+@torch.no_grad()
+def circuit_kl(model, graph: Graph, prepared: list, kept: Tensor) -> float:
+    """Mean KL(full || circuit) of the binary circuit `kept` ([n_edges] bool) over `prepared`
+    batches (from `_prepared_batches`)."""
+    forward = EdgeMaskedForward(model, graph, kept.nonzero().squeeze(1))
+    ones = torch.ones(forward.n_active, device=forward.active.device)
+    total, count = 0.0, 0
+    for batch, baseline, full in prepared:
+        logits = metrics.at_position(forward(batch.clean, ones, baseline), batch.position)
+        total += float(metrics.kl_divergence(full, logits).sum())
+        count += len(batch)
+    return total / count
+
+
 def learn_masks(
     model,
     graph: Graph,
-    data: TaskData,
+    task: Task,
     target_sparsity: float,
-    config: PruneConfig,
+    config: SearchConfig,
     seed: int,
     active: Tensor | None = None,
-) -> PruneResult:
+) -> SearchResult:
     """Minimise KL(full || circuit) + l1 g + l2 g^2 over hard-concrete masks on the `active` edges
-    (default: all); every other edge is fixed to its baseline. g = (s - t) / (1 - target): s is
-    the expected sparsity over the *full* graph, t warms up linearly from the active set's
-    sparsity to the target, and dividing by the final edge budget makes one lambda learning rate
-    work from 90% to 99% (with the raw s - t the lambdas needed at 98% took too long to grow and
-    the masks stalled near 95%). l1, l2 are trained by gradient ascent."""
+    (default: all) of the task's train split; every other edge is fixed to its baseline.
+    g = (s - t) / (1 - target): s is the expected sparsity over the *full* graph, t warms up
+    linearly from the active set's sparsity to the target, and dividing by the final edge budget
+    makes one lambda learning rate work from 90% to 99% (with the raw s - t the lambdas needed at
+    98% took too long to grow and the masks stalled near 95%). l1, l2 are trained by gradient
+    ascent. Stops by `config`'s budget or rule (SearchConfig)."""
     device = next(model.parameters()).device
     start = time.perf_counter()
     forward = EdgeMaskedForward(model, graph, active)
@@ -104,14 +182,25 @@ def learn_masks(
     lambdas = torch.zeros(2, device=device, requires_grad=True)
     mask_opt = torch.optim.AdamW([log_alpha], lr=config.lr, weight_decay=0.0)
     lambda_opt = torch.optim.AdamW([lambdas], lr=config.lambda_lr, weight_decay=0.0, maximize=True)
-    prepared = _prepared_batches(model, graph, data.to(device), config)
+    prepared = _prepared_batches(model, graph, task.train.to(device), config)
+    by_rule = config.steps is None
+    if by_rule and len(task.val) == 0:
+        raise ValueError(
+            "the stopping rule scores KL on the validation split, which is empty: give the task "
+            "validation prompts (--n-val) or a fixed budget (--set steps=N)"
+        )
+    val = _prepared_batches(model, graph, task.val.to(device), config) if by_rule else []
     initial = 1.0 - forward.n_active / graph.n_edges
+    warmup = warmup_steps(config, initial, target_sparsity)
     budget = 1.0 - target_sparsity  # the gap is measured in units of the final edge budget
-    kl = sparsity = torch.tensor(float("nan"))
-    history: list[tuple[int, float, float, float]] = []
-    for step in range(config.steps):
-        batch, baseline, full = prepared[step % len(prepared)]
-        target = initial + (target_sparsity - initial) * min(1.0, step / max(1, config.warmup))
+    n_keep = max(1, round(budget * graph.n_edges))
+    val_history: list[tuple[int, float, float]] = []
+    limit = config.max_steps if by_rule else config.steps
+    stopped = "max_steps" if by_rule else "fixed"
+    step = 0
+    for step in range(1, limit + 1):
+        batch, baseline, full = prepared[(step - 1) % len(prepared)]
+        target = initial + (target_sparsity - initial) * min(1.0, (step - 1) / max(1, warmup))
         mask = sample_mask(log_alpha, generator)
         logits = metrics.at_position(forward(batch.clean, mask, baseline), batch.position)
         kl = metrics.kl_divergence(full, logits).mean()
@@ -123,14 +212,21 @@ def learn_masks(
         loss.backward()
         mask_opt.step()
         lambda_opt.step()
-        if step % 25 == 0 or step == config.steps - 1:
-            history.append((step, float(kl.detach()), float(sparsity.detach()), target))
-    return PruneResult(
+        if by_rule and step >= warmup and (step - warmup) % config.eval_every == 0:
+            expected = float(1.0 - keep_probability(log_alpha.detach()).sum() / graph.n_edges)
+            kept = binarize(graph, log_alpha.detach(), active, n_keep)
+            val_history.append((step, circuit_kl(model, graph, val, kept), expected))
+            near = abs(expected - target_sparsity) <= config.sparsity_tol * budget
+            if near and rule_fires([h[1] for h in val_history], config.patience, config.rel_tol):
+                stopped = "rule"
+                break
+    return SearchResult(
         log_alpha=log_alpha.detach(),
-        final_kl=float(kl.detach()),
-        final_sparsity=float(sparsity.detach()),
+        steps=step,
+        warmup=warmup,
+        stopped=stopped,
         seconds=time.perf_counter() - start,
-        history=history,
+        val_history=val_history,
     )
 
 

@@ -81,6 +81,3 @@ def load_model(
     model.name = DEFAULT_MODEL_NAME if local == str(DEFAULT_MODEL_DIR) else str(name_or_path)
     return model
 
-
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device

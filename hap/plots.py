@@ -133,3 +133,71 @@ def plot_all(table: pd.DataFrame, out_dir: Path, runtime_sparsity: float = 0.94)
     fig.savefig(paths[3], dpi=120)
     plt.close(fig)
     return paths
+
+
+def plot_frontier(summary: dict, path: Path) -> Path:
+    """Test KL (log) against wall seconds (log): one line per method through its mean over seeds
+    at each step budget, a band over the seeds' min-max KL, methods without a budget as points;
+    the equal-faithfulness level dashed; titled with both ratios. `summary`: `hap frontier
+    --json`'s object."""
+    points = pd.DataFrame(summary["points"])
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    palette = dict(zip(_methods(points), sns.color_palette(n_colors=points["method"].nunique())))
+    for method, rows in points.groupby("method"):
+        color = palette[method]
+        if rows["steps"].isna().all():
+            ax.errorbar(
+                rows["wall_s"].mean(),
+                rows["kl"].mean(),
+                yerr=[
+                    [rows["kl"].mean() - rows["kl"].min()],
+                    [rows["kl"].max() - rows["kl"].mean()],
+                ],
+                fmt="s",
+                color=color,
+                label=f"{method} (no step budget)",
+            )
+            continue
+        curve = rows.groupby("steps").agg(
+            wall=("wall_s", "mean"), kl=("kl", "mean"), lo=("kl", "min"), hi=("kl", "max")
+        )
+        ax.plot(curve["wall"], curve["kl"], marker="o", color=color, label=method)
+        ax.fill_between(curve["wall"], curve["lo"], curve["hi"], color=color, alpha=0.2)
+        for steps, row in curve.iterrows():
+            ax.annotate(
+                f"{int(steps)}",
+                (row["wall"], row["kl"]),
+                fontsize=7,
+                color=color,
+                textcoords="offset points",
+                xytext=(3, 4),
+            )
+    equal = summary["equal_faithfulness"]
+    ax.axhline(
+        equal["level"],
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label=f"reference: EP's best mean KL x 1.05 = {equal['level']:.3f}",
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(
+        f"wall time per circuit [s, log] ({summary['device']}, {summary['threads']} threads)"
+    )
+    ax.set_ylabel("test KL(full || circuit) [nats, log]")
+    ratio = equal["ratio"]
+    shown = "not reached" if ratio is None else f"{ratio:.2f}"
+    ax.set_title(
+        f"{summary['task']} at {summary['target_sparsity']:.0%} sparsity on {summary['model']}: "
+        f"HAP/EP time to equal faithfulness {shown}, per step {summary['per_step_ratio']:.2f}\n"
+        f"lines: mean over {len(summary['seeds'])} seeds at each step budget (labels), "
+        f"bands: min-max",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

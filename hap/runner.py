@@ -27,12 +27,14 @@ from hap.circuit import edges_for_sparsity
 from hap.evaluate import evaluate_circuit, result_record
 from hap.graph import Graph
 from hap.models import load_model
-from hap.registry import get_backend
+from hap.registry import get_backend, resolve_settings
 from hap.tasks import make_task
 from hap.timing import measure
 
-KEY = ["method", "task", "model", "seed", "target_sparsity"]
+KEY = ["method", "task", "model", "seed", "target_sparsity", "settings"]
 COLUMNS = KEY + [
+    "steps",
+    "stopped",
     "sparsity",
     "n_edges",
     "kl",
@@ -48,6 +50,7 @@ COLUMNS = KEY + [
     "pruning_s",
     "device",
     "threads",
+    "config",
 ]
 
 
@@ -65,15 +68,23 @@ class SweepConfig:
     device: str | None = None
     threads: int = 2
     n_train: int = 64
+    n_val: int = 64
     n_test: int = 200
+    settings: dict[str, str] = field(default_factory=dict)  # --set key=value, for every method
     out: Path = field(default_factory=lambda: Path("results/sweep.csv"))
 
-    def validate(self) -> None:
-        for method in self.methods:
-            get_backend(method)
+    def resolve(self) -> dict:
+        """Each method's typed config; raises for an unknown method, setting or sparsity."""
+        configs = resolve_settings(list(self.methods), self.settings)
         probe = Graph(1, 1)
         for sparsity in self.sparsities:
             edges_for_sparsity(probe, sparsity)
+        return configs
+
+    @property
+    def settings_key(self) -> str:
+        """The --set overrides as one canonical string: part of a row's resume key."""
+        return json.dumps(dict(sorted(self.settings.items())))
 
 
 def read_results(path: Path) -> pd.DataFrame:
@@ -108,7 +119,7 @@ def append_row(path: Path, row: dict) -> None:
 
 def _done(table: pd.DataFrame) -> set[tuple]:
     return {
-        (r.method, r.task, r.model, int(r.seed), round(float(r.target_sparsity), 6))
+        (r.method, r.task, r.model, int(r.seed), round(float(r.target_sparsity), 6), r.settings)
         for r in table.itertuples()
     }
 
@@ -156,7 +167,7 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
     backends are interleaved in time and share the machine's drift."""
     from tqdm import tqdm
 
-    config.validate()
+    configs = config.resolve()
     done = _done(read_results(config.out))  # before any work: a corrupt file stops us here
     torch.set_num_threads(config.threads)
     model = load_model(config.model, device=config.device)
@@ -168,7 +179,7 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
         for seed in config.seeds
         for sparsity in config.sparsities
         for method in config.methods
-        if (method, task, model.name, seed, round(sparsity, 6)) not in done
+        if (method, task, model.name, seed, round(sparsity, 6), config.settings_key) not in done
     ]
     tasks = {}
     for task_name, seed, sparsity, method in tqdm(plan, disable=not progress, desc="sweep"):
@@ -177,12 +188,13 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
                 task_name,
                 model.tokenizer,
                 n_train=config.n_train,
-                n_val=0,
+                n_val=config.n_val,
                 n_test=config.n_test,
                 seed=seed,
             )
         task = tasks[(task_name, seed)]
-        run = partial(get_backend(method), model, graph, task, sparsity, seed=seed)
+        backend = get_backend(method)
+        run = partial(backend, model, graph, task, sparsity, seed=seed, config=configs[method])
         circuit, cost = measure(run, device)
         result = evaluate_circuit(model, graph, task.test, circuit.mask)
         append_row(
@@ -192,6 +204,8 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
                 "task": task_name,
                 "model": model.name,
                 "seed": seed,
+                "settings": config.settings_key,
+                "stopped": circuit.details.get("stopped"),
                 **result_record(circuit, result),
                 "wall_s": cost.wall_s,
                 "cpu_s": cost.cpu_s,
@@ -235,7 +249,7 @@ def area_metrics(table: pd.DataFrame) -> pd.DataFrame:
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """One screen: means over seeds per method, task and target sparsity."""
-    columns = ["sparsity", "kl", "logit_diff", "accuracy", "faithfulness", "wall_s"]
+    columns = ["sparsity", "steps", "kl", "logit_diff", "accuracy", "faithfulness", "wall_s"]
     return (
         table.groupby(["task", "method", "target_sparsity"])[columns].mean().round(3).reset_index()
     )

@@ -13,19 +13,27 @@ def empty_kl(model, graph, ioi) -> float:
     return evaluate_circuit(model, graph, ioi.test, torch.zeros(graph.n_edges, dtype=torch.bool)).kl
 
 
-def test_ep_hits_the_requested_sparsity_and_beats_the_empty_circuit(graph, hap_vs_ep, empty_kl):
-    circuit, result = hap_vs_ep.circuits["ep"], hap_vs_ep.results["ep"]
+def test_ep_hits_the_requested_sparsity_and_beats_the_empty_circuit(
+    model, graph, ioi, speedup, empty_kl
+):
+    circuit = speedup.circuit("ep")
     assert circuit.n_edges == edges_for_sparsity(graph, 0.94) == 91
     assert circuit.sparsity == pytest.approx(1 - 91 / graph.n_edges)
-    assert result.kl < 0.2 * empty_kl
+    assert evaluate_circuit(model, graph, ioi.test, circuit.mask).kl < 0.2 * empty_kl
     assert circuit.timings["pruning"] > 0
+    assert circuit.steps == 200 and circuit.details["stopped"] == "fixed"
+    assert circuit.config["steps"] == 200  # the resolved config travels with the circuit
 
 
-def test_hap_keeps_the_same_budget_from_a_quarter_of_the_graph(graph, hap_vs_ep):
-    hap, ep = hap_vs_ep.circuits["hap"], hap_vs_ep.circuits["ep"]
+def test_hap_keeps_the_same_budget_from_a_quarter_of_the_graph(graph, speedup):
+    hap, ep = speedup.circuit("hap"), speedup.circuit("ep")
     assert hap.n_edges == ep.n_edges
-    assert hap.config["n_candidates"] == 4 * 91
+    assert hap.details["n_candidates"] == 4 * 91
+    assert hap.steps == ep.steps == hap.config["search"]["steps"] == 200
     assert set(hap.timings) >= {"attribution", "pruning", "total"}
+    # one warm-up formula: HAP starts at the candidates' sparsity (76%), EP at 0
+    assert hap.details["warmup"] == round(80 * (0.94 - (1 - 364 / graph.n_edges)))
+    assert ep.details["warmup"] == round(80 * 0.94)
 
 
 def test_eap_is_less_faithful_than_hap_at_98(model, graph, ioi):
@@ -68,7 +76,8 @@ def test_prune_dangling_by_hand(graph):
 def test_acdc_removes_edges_greedily(model, graph, ioi):
     circuit = get_backend("acdc")(model, graph, ioi, 0.94, threshold=0.05, n_examples=8)
     assert 0.5 < circuit.sparsity < 1.0
-    assert circuit.config["final_kl_train"] < 1.0
+    assert circuit.details["final_kl_train"] < 1.0
+    assert circuit.config["threshold"] == 0.05
 
 
 def test_circuit_json_round_trip(tmp_path, graph):

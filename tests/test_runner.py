@@ -41,6 +41,22 @@ def test_sweep_writes_rows_and_metadata_and_resumes(tmp_path):
     assert resumed.iloc[0]["wall_s"] == first.iloc[0]["wall_s"]
 
 
+def test_settings_and_steps_are_recorded_and_part_of_the_resume_key(tmp_path):
+    config = _config(tmp_path, methods=("ep", "eap"), sparsities=(0.9,), settings={"steps": "3"})
+    first = run_sweep(config, progress=False)
+    ep = first[first["method"] == "ep"].iloc[0]
+    assert ep["steps"] == 3 and ep["stopped"] == "fixed"
+    assert json.loads(ep["config"])["steps"] == 3 and json.loads(ep["settings"]) == {"steps": "3"}
+    assert math.isnan(first[first["method"] == "eap"].iloc[0]["steps"])
+    more = run_sweep(
+        _config(tmp_path, methods=("ep",), sparsities=(0.9,), settings={"steps": "4"}),
+        progress=False,
+    )  # other settings: a new row, not a resumed one
+    assert sorted(more["steps"].dropna()) == [3, 4]
+    with pytest.raises(ValueError, match="no method among eap has a setting 'steps'"):
+        run_sweep(_config(tmp_path, settings={"steps": "4"}), progress=False)
+
+
 def test_corrupt_results_are_refused_and_kept(tmp_path):
     path = tmp_path / "sweep.csv"
     path.write_bytes(b"\xff\xfe\x00garbage\n\x00\x00")
@@ -141,15 +157,36 @@ def test_cli_discover_json(capsys, tmp_path):
         "faithfulness",
         "wall_s",
         "attribution_s",
+        "steps",
+        "config",
     ):
         assert key in result
     assert result["n_edges"] == len(json.loads(out.read_text())["edges"])
+    assert result["steps"] is None and result["config"]["metric"] == "logit_diff"
+
+
+def test_cli_discover_set_fixes_the_budget_and_records_it(capsys, tmp_path):
+    out = tmp_path / "circuit.json"
+    args = ["discover", "--method", "hap", "--n-test", "16", "--device", "cpu", "--json"]
+    assert (
+        main(args + ["--set", "steps=4", "--set", "candidate_multiple=2", "--out", str(out)]) == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["steps"] == 4 and result["stopped"] == "fixed"
+    assert result["config"]["search"]["steps"] == 4 and result["config"]["candidate_multiple"] == 2
+    saved = json.loads(out.read_text())
+    assert saved["steps"] == 4 and saved["config"] == result["config"]
+    assert saved["details"]["n_candidates"] == 2 * result["n_edges"]
 
 
 def test_cli_bad_input_is_one_line(capsys):
     assert main(["discover", "--method", "nope", "--device", "cpu"]) == 2
     assert main(["discover", "--method", "eap", "--sparsity", "1.5", "--device", "cpu"]) == 2
     assert main(["discover", "--method", "eap", "--model", "./missing", "--device", "cpu"]) == 2
+    assert main(["discover", "--method", "ep", "--set", "steps=many", "--device", "cpu"]) == 2
+    assert main(["bench", "--methods", "eap", "--set", "lr=0.1", "--device", "cpu"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("hap: error: ") for line in lines)
+    assert len(lines) == 5 and all(line.startswith("hap: error: ") for line in lines)
     assert "choose one of" in lines[0] and "sparsity" in lines[1] and "does not exist" in lines[2]
+    assert "steps='many' is not a valid int" in lines[3]
+    assert "no method among eap has a setting 'lr'" in lines[4]

@@ -1,0 +1,48 @@
+"""Write the reference figures of the CI speedup check (results/reference/speedup_check.json).
+
+    python benchmarks/speedup_reference.py [--threads 2] [--repeats 3]
+
+Runs exactly what `tests/test_speedup.py` runs (hap.speedup.run_check), `--repeats` times, and
+records the median of each ratio, so one noisy run does not set the bar. Run it on the machine
+whose CI the check guards, with nothing else on the cores, after a change that is meant to move
+the figures; say so in the commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import replace
+
+import torch
+
+from hap.graph import Graph
+from hap.models import load_model
+from hap.speedup import CheckSettings, check_result, report, run_check, write_reference
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(device="cpu")
+    graph = Graph.from_model(model)
+    settings = CheckSettings()
+    results = []
+    for _ in range(args.repeats):
+        results.append(check_result(run_check(model, graph, settings), settings))
+        print(report(results[-1], settings), flush=True)
+    equal = [r.equal_faithfulness_ratio for r in results]
+    median = replace(
+        results[0],
+        per_step_ratio=statistics.median(r.per_step_ratio for r in results),
+        equal_faithfulness_ratio=None if None in equal else statistics.median(equal),
+    )
+    write_reference(median, settings)
+    print("reference (medians):", median)
+
+
+if __name__ == "__main__":
+    main()
