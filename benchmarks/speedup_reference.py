@@ -38,6 +38,8 @@ def main() -> None:
     median = replace(
         results[0],
         per_step_ratio=statistics.median(r.per_step_ratio for r in results),
+        per_step_ratio_high=statistics.median(r.per_step_ratio_high for r in results),
+        common_level_ratio=statistics.median(r.common_level_ratio for r in results),
         equal_faithfulness_ratio=None if None in equal else statistics.median(equal),
     )
     write_reference(median, settings)

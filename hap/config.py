@@ -117,4 +117,3 @@ def parse_settings(pairs: list[str] | None) -> dict[str, str]:
             raise ConfigError(f"--set takes key=value, got {pair!r} (e.g. --set steps=100)")
         settings[key.strip()] = value.strip()
     return settings
-

@@ -65,10 +65,26 @@ class Frontier:
     def per_step_ratio(self, method: str = "hap", reference: str = "ep") -> float:
         return _step_cost(self.points, method) / _step_cost(self.points, reference)
 
+    def best_kl(self, method: str) -> float:
+        """The method's best mean test KL over the ladder."""
+        return min(kl for _, _, kl in self.mean_curve(method))
+
+    def common_level_ratio(
+        self, method: str = "hap", reference: str = "ep", slack: float = 1.05
+    ) -> float:
+        """Time ratio to the level both methods reach: the worse one's best mean KL x slack.
+        Always defined, so a regression check can hold it even where `method` never reaches
+        the reference's own level."""
+        level = slack * max(self.best_kl(method), self.best_kl(reference))
+        a = time_to_level(self.mean_curve(method), level)
+        b = time_to_level(self.mean_curve(reference), level)
+        assert a is not None and b is not None  # both reach it by construction
+        return a / b
+
     def equal_faithfulness(
         self, method: str = "hap", reference: str = "ep", slack: float = 1.05
     ) -> EqualFaithfulness:
-        level = slack * min(kl for _, _, kl in self.mean_curve(reference))
+        level = slack * self.best_kl(reference)
         times = {m: time_to_level(self.mean_curve(m), level) for m in (method, reference)}
         per_seed = []
         for seed in sorted({p.seed for p in self.points}):

@@ -80,4 +80,3 @@ def load_model(
     model.eval()
     model.name = DEFAULT_MODEL_NAME if local == str(DEFAULT_MODEL_DIR) else str(name_or_path)
     return model
-

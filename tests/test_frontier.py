@@ -38,6 +38,7 @@ def test_ratios_by_hand():
     assert equal.method_s == pytest.approx(2.975)
     assert equal.ratio == pytest.approx(2.975 / 4.9)
     assert equal.per_seed == pytest.approx([2.975 / 4.9] * 2)
+    assert frontier.common_level_ratio() == pytest.approx(equal.ratio)  # EP is the worse here
 
 
 def test_frontier_command_json_and_plot(tmp_path, capsys):
@@ -99,4 +100,6 @@ def test_plot_frontier_draws_unreached_levels(tmp_path):
         **Frontier(points).summary(),
     }
     assert summary["equal_faithfulness_ratio"] is None
+    # the level both reach is HAP's best x 1.05: each at its first budget, 1 s
+    assert Frontier(points).common_level_ratio() == pytest.approx(1.0)
     assert plot_frontier(summary, tmp_path / "p.png").stat().st_size > 10_000
