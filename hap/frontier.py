@@ -23,7 +23,7 @@ from functools import partial
 
 import numpy as np
 
-from hap import config as configs
+from hap import config as hap_config
 from hap.circuit import Circuit
 from hap.evaluate import evaluate_circuit
 from hap.graph import Graph
@@ -65,9 +65,9 @@ class Frontier:
     def per_step_ratio(self, method: str = "hap", reference: str = "ep") -> float:
         return _step_cost(self.points, method) / _step_cost(self.points, reference)
 
-    def best_kl(self, method: str) -> float:
-        """The method's best mean test KL over the ladder."""
-        return min(kl for _, _, kl in self.mean_curve(method))
+    def best_kl(self, method: str, seed: int | None = None) -> float:
+        """The method's best mean test KL over the ladder (one seed, or all)."""
+        return min(kl for _, _, kl in self.mean_curve(method, seed))
 
     def common_level_ratio(
         self, method: str = "hap", reference: str = "ep", slack: float = 1.05
@@ -88,7 +88,7 @@ class Frontier:
         times = {m: time_to_level(self.mean_curve(m), level) for m in (method, reference)}
         per_seed = []
         for seed in sorted({p.seed for p in self.points}):
-            seed_level = slack * min(kl for _, _, kl in self.mean_curve(reference, seed))
+            seed_level = slack * self.best_kl(reference, seed)
             a = time_to_level(self.mean_curve(method, seed), seed_level)
             b = time_to_level(self.mean_curve(reference, seed), seed_level)
             per_seed.append(None if a is None or b is None else a / b)
@@ -199,11 +199,11 @@ def run_frontier(
 
 def _with_steps(backend: Backend, config, steps: int | None):
     """`config` (or the backend's defaults) with a fixed step budget, for mask learners."""
-    if steps is None:
-        return config if config is not None else backend.config()
     base = config if config is not None else backend.config()
-    key = "search.steps" if "search.steps" in configs.keys(type(base)) else "steps"
-    return configs.override(base, {key: steps})
+    if steps is None:
+        return base
+    key = "search.steps" if "search.steps" in hap_config.keys(type(base)) else "steps"
+    return hap_config.override(base, {key: steps})
 
 
 def format_table(frontier: Frontier, summary: dict) -> str:

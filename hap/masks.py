@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from hap import metrics
+from hap.circuit import edges_for_sparsity
 from hap.graph import Graph
 from hap.patching import Ablation, EdgeMaskedForward, fixed_references
 from hap.tasks.base import Task, TaskData
@@ -193,7 +194,7 @@ def learn_masks(
     initial = 1.0 - forward.n_active / graph.n_edges
     warmup = warmup_steps(config, initial, target_sparsity)
     budget = 1.0 - target_sparsity  # the gap is measured in units of the final edge budget
-    n_keep = max(1, round(budget * graph.n_edges))
+    n_keep = edges_for_sparsity(graph, target_sparsity)
     val_history: list[tuple[int, float, float]] = []
     limit = config.max_steps if by_rule else config.steps
     stopped = "max_steps" if by_rule else "fixed"
