@@ -2,10 +2,11 @@
 
     python benchmarks/speedup_reference.py [--threads 2] [--repeats 3]
 
-Runs exactly what `tests/test_speedup.py` runs (hap.speedup.run_check), `--repeats` times, and
-records the median of each ratio, so one noisy run does not set the bar. Run it on the machine
-whose CI the check guards, with nothing else on the cores, after a change that is meant to move
-the figures; say so in the commit.
+Runs exactly what `tests/test_speedup.py` runs (hap.speedup.run_check on the default model and
+run_scale_check on the GPT-2-small shape), `--repeats` times, and records the median of each
+ratio (for the scale check, the run with the median ratio), so one noisy run does not set the
+bar. Run it on the machine whose CI the check guards, with nothing else on the cores, after a
+change that is meant to move the figures; say so in the commit.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ import torch
 
 from hap.graph import Graph
 from hap.models import load_model
-from hap.speedup import CheckSettings, check_result, report, run_check, write_reference
+from hap.speedup import (
+    CheckSettings,
+    ScaleSettings,
+    check_result,
+    report,
+    run_check,
+    run_scale_check,
+    scale_report,
+    write_reference,
+)
 
 
 def main() -> None:
@@ -42,8 +52,14 @@ def main() -> None:
         common_level_ratio=statistics.median(r.common_level_ratio for r in results),
         equal_faithfulness_ratio=None if None in equal else statistics.median(equal),
     )
-    write_reference(median, settings)
-    print("reference (medians):", median)
+    scale_settings = ScaleSettings()
+    scales = [run_scale_check(scale_settings, device="cpu") for _ in range(args.repeats)]
+    for scale in scales:
+        print(scale_report(scale, scale_settings), flush=True)
+    ratios = [s.ratio for s in scales]
+    scale = min(scales, key=lambda s: abs(s.ratio - statistics.median(ratios)))
+    write_reference(median, settings, scale, scale_settings)
+    print("reference (medians):", median, scale)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from hap import metrics
 from hap.graph import Graph
-from hap.patching import receiver_hooks, run_activations
+from hap.patching import receiver_hooks, run_activations, sender_hook, sender_major
 from hap.tasks.base import TaskData
 
 
@@ -34,54 +34,88 @@ def metric_fn(name: str) -> Callable[[Tensor, Tensor, TaskData], Tensor]:
     raise ValueError(f"unknown attribution metric {name!r}; choose 'logit_diff' or 'kl'")
 
 
-def _keep_copy(value: Tensor, hook, store: dict, key: tuple[int, int]) -> Tensor:
-    """Hand the receiver a copy and keep it, so the gradient taken is the receiver's alone: the
-    bridge's hook_mlp_in tensor is the residual stream itself, whose gradient also carries the
-    skip connection."""
-    store[key] = value.clone()
-    return store[key]
-
-
 def _batch_scores(
     model, graph: Graph, batch: TaskData, metric: Callable, alphas: list[float]
 ) -> Tensor:
-    """[n_senders, n_receivers] sum over this batch's examples and positions, averaged over alphas."""
-    full_logits, clean = run_activations(model, graph, batch.clean)
+    """[n_senders, n_receivers] sum over this batch's examples and positions, averaged over alphas.
+
+    One forward without grad on the corrupted prompts, then per alpha one forward+backward; the
+    alpha = 1 pass (always first) is the clean run, so the clean sender outputs and the full
+    model's logits come from it instead of from a pass of their own. Per receiver group the scores
+    are one matmul of the sender-major deltas' prefix with the group's gradients.
+    """
+    if max(alphas) != 1.0:
+        raise ValueError("attribution needs alpha = 1 (the clean run) among its points")
     _, corrupted = run_activations(model, graph, batch.corrupted)
-    full = metrics.at_position(full_logits, batch.position)
-    delta = corrupted.senders - clean.senders  # [batch, pos, n_senders, d_model]
-    hook_specs = [
-        (name, index, slot)
+    sender_names = sorted({sender_hook(g) for g in graph.sender_groups})
+    receivers = [
+        (name, index, slot, g.kind == "attn")
         for index, g in enumerate(graph.receiver_groups)
         for slot, name in enumerate(receiver_hooks(g, graph.n_layers))
     ]
-    scores = torch.zeros(graph.n_senders, graph.n_receivers, device=delta.device)
-
-    for alpha in alphas:
+    scores = torch.zeros(graph.n_senders, graph.n_receivers, device=corrupted.senders.device)
+    delta: Tensor | None = None  # [n_senders, batch * pos * d_model]: corrupted - clean
+    full: Tensor | None = None
+    clean_embed: Tensor | None = None
+    for alpha in sorted(alphas, reverse=True):
         captured: dict[tuple[int, int], Tensor] = {}
+        outputs: dict[str, Tensor] = {}
 
-        def embed(value: Tensor, hook, alpha: float = alpha) -> Tensor:
-            start = corrupted.senders[:, :, 0]
-            return (start + alpha * (clean.senders[:, :, 0] - start)).requires_grad_(True)
-
+        embed = (
+            _leaf
+            if alpha == 1.0
+            else partial(_interpolate, start=corrupted.senders[0], end=clean_embed, alpha=alpha)
+        )
         hooks = [("blocks.0.hook_resid_pre", embed)] + [
-            (name, partial(_keep_copy, store=captured, key=(index, slot)))
-            for name, index, slot in hook_specs
+            (name, partial(_receiver, store=captured, key=(index, slot), own=own))
+            for name, index, slot, own in receivers
         ]
+        if delta is None:
+            hooks += [(name, partial(_keep, store=outputs, name=name)) for name in sender_names]
         with torch.enable_grad():
             logits = model.run_with_hooks(batch.clean, fwd_hooks=hooks)
-            value = metric(metrics.at_position(logits, batch.position), full, batch)
+            at = metrics.at_position(logits, batch.position)
+            if full is None:
+                full = at.detach()
+            value = metric(at, full, batch)
             keys = list(captured)
             grads = dict(zip(keys, torch.autograd.grad(value, [captured[k] for k in keys])))
+        if delta is None:
+            clean = torch.cat(
+                [sender_major(outputs[sender_hook(g)], g.kind) for g in graph.sender_groups]
+            ).detach()
+            clean_embed = clean[0]
+            delta = (corrupted.senders - clean).flatten(1)
         for index, g in enumerate(graph.receiver_groups):
             if g.kind == "attn":
-                grad = torch.cat([grads[(index, slot)] for slot in range(3)], 2)
+                grad = torch.cat([sender_major(grads[(index, slot)], "attn") for slot in range(3)])
             else:
-                grad = grads[(index, 0)].unsqueeze(2)
-            scores[: g.upstream, g.first : g.first + g.size] += torch.einsum(
-                "bpsd,bprd->sr", delta[:, :, : g.upstream], grad
+                grad = grads[(index, 0)].unsqueeze(0)
+            scores[: g.upstream, g.first : g.first + g.size] += torch.mm(
+                delta[: g.upstream], grad.flatten(1).t()
             )
     return scores / len(alphas)
+
+
+def _keep(value: Tensor, hook, store: dict, name: str) -> Tensor:
+    store[name] = value
+    return value
+
+
+def _leaf(value: Tensor, hook) -> Tensor:
+    return value.detach().requires_grad_(True)
+
+
+def _interpolate(value: Tensor, hook, start: Tensor, end: Tensor, alpha: float) -> Tensor:
+    return (start + alpha * (end - start)).requires_grad_(True)
+
+
+def _receiver(value: Tensor, hook, store: dict, key: tuple[int, int], own: bool) -> Tensor:
+    """Keep the tensor a receiver reads. q/k/v inputs are each receiver's own copy; hook_mlp_in
+    and the logits' residual are the residual stream itself, whose gradient also carries the skip
+    connection, so that receiver gets a copy and the gradient taken is its alone."""
+    store[key] = value if own else value.clone()
+    return store[key]
 
 
 def attribution_scores(

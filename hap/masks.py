@@ -124,7 +124,8 @@ def rule_fires(val_kls: list[float], patience: int, rel_tol: float) -> bool:
 class SearchResult:
     """log_alpha: [n_active] learned log-alpha of each active edge. steps: steps run; stopped:
     "rule" (the stopping rule fired), "max_steps" (the cap) or "fixed" (a fixed budget).
-    val_history: (step, validation KL, expected sparsity) at each evaluation."""
+    val_history: (step, validation KL, expected sparsity) at each evaluation. step_seconds: wall
+    seconds of each step (sample, masked forward, backward, optimiser), validation excluded."""
 
     log_alpha: Tensor
     steps: int
@@ -132,6 +133,7 @@ class SearchResult:
     stopped: str
     seconds: float
     val_history: list[tuple[int, float, float]]
+    step_seconds: list[float]
 
 
 def _prepared_batches(model, graph: Graph, data: TaskData, config: SearchConfig):
@@ -198,8 +200,10 @@ def learn_masks(
     val_history: list[tuple[int, float, float]] = []
     limit = config.max_steps if by_rule else config.steps
     stopped = "max_steps" if by_rule else "fixed"
+    step_seconds: list[float] = []
     step = 0
     for step in range(1, limit + 1):
+        begin = time.perf_counter()
         batch, baseline, full = prepared[(step - 1) % len(prepared)]
         target = initial + (target_sparsity - initial) * min(1.0, (step - 1) / max(1, warmup))
         mask = sample_mask(log_alpha, generator)
@@ -213,6 +217,9 @@ def learn_masks(
         loss.backward()
         mask_opt.step()
         lambda_opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        step_seconds.append(time.perf_counter() - begin)
         if by_rule and step >= warmup and (step - warmup) % config.eval_every == 0:
             expected = float(1.0 - keep_probability(log_alpha.detach()).sum() / graph.n_edges)
             kept = binarize(graph, log_alpha.detach(), active, n_keep)
@@ -228,6 +235,7 @@ def learn_masks(
         stopped=stopped,
         seconds=time.perf_counter() - start,
         val_history=val_history,
+        step_seconds=step_seconds,
     )
 
 

@@ -8,9 +8,19 @@ where y_s are sender outputs in this forward pass, y~_s the sender outputs of th
 (corrupted prompts, a mean, or zero; computed once, without grad) and baseline_resid the baseline
 run's residual stream at r's hook. m = 1 on every edge reproduces the clean run, m = 0 the baseline
 run. Edges outside the engine's `active` set are fixed to m = 0, and they cost nothing: masks,
-sender deltas and matmuls exist only for active senders, receivers and (sender chunk, receiver
-group) blocks that hold an active edge. That is what makes a restricted search (HAP) cheaper than
-a search over the whole graph.
+sender deltas and matmuls exist only for active senders, receivers and (sender, receiver group)
+pairs that hold an active edge. That is what makes a restricted search (HAP) cheaper than a search
+over the whole graph.
+
+Cost and memory. The deltas y_s - y~_s of one forward live in one sender-major buffer
+[n_senders, batch * pos * d_model], written once per sender as the forward reaches it; a receiver
+group's inputs are one matmul over a prefix of that buffer (or a gather of the few rows it reads),
+and nothing upstream is copied per group. Autograd would keep one copy of the upstream deltas per
+group (memory growing with the square of the depth), so the mixing has a hand-written backward
+(`_Write` / `_Read`): each read adds W @ grad into a gradient buffer of the same shape, and each
+write hands its rows back to its sender. The mixing's memory is two buffers of
+n_active_senders x batch x pos x d_model floats, linear in depth; the bridge's own activations
+come on top.
 """
 
 from __future__ import annotations
@@ -66,7 +76,8 @@ def receiver_hooks(group: ReceiverGroup, n_layers: int) -> list[str]:
 class Baseline:
     """What masked-off edges carry, for one batch.
 
-    senders: [batch, pos, n_senders, d_model] baseline sender outputs y~.
+    senders: [n_senders, batch, pos, d_model] baseline sender outputs y~ (sender-major, the layout
+        the engine's delta buffer and the attribution matmuls read).
     resid: [n_receiver_groups, batch, pos, d_model] baseline residual at each receiver group.
     """
 
@@ -88,19 +99,21 @@ def run_activations(model, graph: Graph, tokens: Tensor) -> tuple[Tensor, Baseli
     logits = model.run_with_hooks(
         tokens, fwd_hooks=[(n, partial(keep, name=n)) for n in sorted(names)]
     )
-    senders = []
-    for g in graph.sender_groups:
-        value = captured[sender_hook(g)]
-        senders.append(value if g.kind == "attn" else value.unsqueeze(2))
+    senders = [sender_major(captured[sender_hook(g)], g.kind) for g in graph.sender_groups]
     resid = [captured[resid_hook(g, graph.n_layers)] for g in graph.receiver_groups]
-    return logits, Baseline(torch.cat(senders, 2), torch.stack(resid))
+    return logits, Baseline(torch.cat(senders, 0), torch.stack(resid))
+
+
+def sender_major(value: Tensor, kind: str) -> Tensor:
+    """A sender hook's value as [n_group_senders, batch, pos, d_model] (a view)."""
+    return value.permute(2, 0, 1, 3) if kind == "attn" else value.unsqueeze(0)
 
 
 def _bias(graph: Graph, acts: Baseline) -> Tensor:
     """[n_groups, batch, pos, d]: what each group's residual holds beyond the sender outputs."""
-    prefix = acts.senders.cumsum(2)
+    prefix = acts.senders.cumsum(0)
     upstream = torch.tensor([g.upstream - 1 for g in graph.receiver_groups], device=prefix.device)
-    return acts.resid - prefix[:, :, upstream].permute(2, 0, 1, 3)
+    return acts.resid - prefix[upstream]
 
 
 @torch.no_grad()
@@ -158,24 +171,166 @@ def compute_baseline(
     reach = torch.arange(reference.shape[1], device=reference.device)
     weight = (reach[None, :] <= reference_position[:, None]).to(acts.senders.dtype)  # [n, pos]
     count = weight.sum(0).clamp(min=1)  # [pos]
-    senders = torch.einsum("npsd,np->psd", acts.senders, weight) / count[:, None, None]
+    senders = torch.einsum("snpd,np->spd", acts.senders, weight) / count[None, :, None]
     resid = torch.einsum("gnpd,np->gpd", acts.resid, weight) / count[None, :, None]
     return Baseline(
-        senders[:width].unsqueeze(0).expand(batch, -1, -1, -1),
+        senders[:, :width].unsqueeze(1).expand(-1, batch, -1, -1),
         resid[:, :width].unsqueeze(1).expand(-1, batch, -1, -1),
     )
 
 
-@dataclass(frozen=True)
-class _Block:
-    """How one receiver group reads its active edges: the first `n_chunks` sender chunks, of
-    which local sender `rows` (None: all of them), into the group's `slots` (None: all)."""
+class _Stream:
+    """The sender deltas of one masked forward and, once a backward starts, their gradients.
 
-    n_chunks: int
-    rows: Tensor | None
-    matrix_rows: Tensor  # [rows, 1] local mask rows
-    matrix_cols: Tensor  # [1, slots] local mask columns
+    deltas: [n_rows, batch * pos * d_model], rows in forward order (one per active sender).
+    grad_rows: per row, whether its sender's output requires grad (only those rows collect
+    gradients in the backward)."""
+
+    def __init__(self, n_rows: int):
+        self.n_rows = n_rows
+        self.deltas: Tensor | None = None
+        self.grads: Tensor | None = None
+        self.grad_rows = torch.zeros(n_rows, dtype=torch.bool)
+
+    def buffer(self, like: Tensor, width: int) -> Tensor:
+        if self.deltas is None:
+            self.deltas = like.new_empty(self.n_rows, width)
+        return self.deltas
+
+    def grad_buffer(self) -> Tensor:
+        if self.grads is None:
+            self.grads = torch.zeros_like(self.deltas)
+        return self.grads
+
+
+class _Write(torch.autograd.Function):
+    """Write one sender chunk's deltas (value - baseline) into the stream's rows
+    [start, start + n); return a token that every later read takes as an input, so autograd
+    runs all reads' backwards (which fill the rows' gradients) before this one's."""
+
+    @staticmethod
+    def forward(ctx, value, base, stream, start, kind, ids):
+        own = sender_major(value, kind)
+        if ids is not None:
+            own = own.index_select(0, ids)
+        n, batch, pos, d_model = own.shape
+        rows = stream.buffer(value, batch * pos * d_model)[start : start + n]
+        torch.sub(own, base, out=rows.view(n, batch, pos, d_model))
+        stream.grad_rows[start : start + n] = ctx.needs_input_grad[0]
+        ctx.stream, ctx.start, ctx.kind, ctx.ids = stream, start, kind, ids
+        ctx.shape = value.shape
+        ctx.own_shape = (n, batch, pos, d_model)
+        return value.new_zeros(())
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, _token):
+        stream = ctx.stream
+        if stream.grads is None:
+            return None, None, None, None, None, None
+        n = ctx.own_shape[0]
+        rows = stream.grads[ctx.start : ctx.start + n].view(ctx.own_shape)
+        if ctx.kind != "attn":
+            return rows[0], None, None, None, None, None
+        if ctx.ids is None:
+            return rows.permute(1, 2, 0, 3), None, None, None, None, None
+        grad = rows.new_zeros(ctx.shape)
+        grad.permute(2, 0, 1, 3).index_copy_(0, ctx.ids, rows)
+        return grad, None, None, None, None, None
+
+
+def _grad_selection(flags: Tensor) -> slice | Tensor | None:
+    """Positions where `flags` is set: a slice when they are contiguous, else an index tensor."""
+    where = flags.nonzero().squeeze(1)
+    if where.numel() == 0:
+        return None
+    first, last = int(where[0]), int(where[-1])
+    if last - first + 1 == where.numel():
+        return slice(first, last + 1)
+    return where
+
+
+class _Read(torch.autograd.Function):
+    """One plan's mixing: weights.T @ deltas[plan's rows] -> [columns, batch * pos * d_model],
+    returned split by the plan's sections (the q, k, v parts of its group, then each carry).
+    Backward: the weights' gradient, and weights @ grad added into the rows whose senders
+    need it."""
+
+    @staticmethod
+    def forward(ctx, weights, stream, plan, *tokens):
+        x = _rows(stream.deltas, plan)
+        out = torch.mm(weights.t(), x)
+        if plan.rows is None:
+            flags = stream.grad_rows[plan.lo : plan.hi]
+        else:
+            flags = stream.grad_rows[plan.rows_cpu]
+        selection = _grad_selection(flags)
+        if isinstance(selection, Tensor):
+            selection = selection.to(weights.device)
+        ctx.stream, ctx.plan, ctx.selection = stream, plan, selection
+        ctx.n_tokens = len(tokens)
+        ctx.save_for_backward(weights)
+        return tuple(out.split(plan.sections, 0))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        (weights,) = ctx.saved_tensors
+        stream, plan, selection = ctx.stream, ctx.plan, ctx.selection
+        grad_out = grads[0] if len(grads) == 1 else torch.cat(grads, 0)
+        grad_weights = None
+        if ctx.needs_input_grad[0]:
+            grad_weights = torch.mm(_rows(stream.deltas, plan), grad_out.t())
+        if selection is not None:
+            store = stream.grad_buffer()
+            if plan.rows is None and isinstance(selection, slice):
+                lo = plan.lo
+                rows = slice(lo + selection.start, lo + selection.stop)
+                store[rows].addmm_(weights[selection], grad_out)
+            else:
+                target = plan.lo + selection if plan.rows is None else plan.rows[selection]
+                store.index_add_(0, target, torch.mm(weights[selection], grad_out))
+        token = grad_out.new_zeros(())
+        return (grad_weights, None, None) + (token,) * ctx.n_tokens
+
+
+def _rows(deltas: Tensor, plan: _Plan) -> Tensor:
+    """The plan's rows of the stream: a window read in place, or a gather."""
+    return deltas[plan.lo : plan.hi] if plan.rows is None else deltas.index_select(0, plan.rows)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One hook's receivers within a group (the q, k or v heads; or the single receiver): its
+    `size` and the `slots` with an active in-edge (None: all of them)."""
+
+    size: int
     slots: Tensor | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One matmul over the stream, made when receiver group `at`'s hook fires: stream rows (the
+    window [lo, hi) read in place, or the gathered `rows`) into columns: the active slots of
+    group `at` (per part; a part None has none), then one column per `carry` group. Rows of a
+    window outside the plan's own have zero weight in every one of its columns.
+
+    Carrying: an MLP reads every sender its layer's attention reads plus that layer's heads, and
+    the logits read everything. As single-column reads (matrix-vector products) they would stream
+    the whole prefix again for one output row, so the attention read of the same layer computes
+    their share of the rows already written, and their own reads cover only the rows written
+    since (the layer's heads; for the logits, the last layer's heads and MLP)."""
+
+    at: int
+    lo: int
+    hi: int
+    rows: Tensor | None
+    rows_cpu: Tensor | None
+    matrix_rows: Tensor  # [rows, 1] local mask rows
+    matrix_cols: Tensor  # [1, columns] local mask columns
+    parts: tuple[_Part | None, ...]
+    carry: tuple[int, ...]
+    sections: tuple[int, ...]  # how many output columns each part, then each carry, takes
 
 
 class EdgeMaskedForward:
@@ -195,51 +350,93 @@ class EdgeMaskedForward:
         senders = graph.edge_sender[active]
         receivers = graph.edge_receiver[active]
 
-        # Active senders in forward order, one chunk per hook that writes them:
-        # (group, index within the group, global sender index). Local mask rows follow this order.
-        self.sender_chunks: list[tuple[SenderGroup, Tensor, Tensor]] = []
+        # Active senders in forward order, one chunk per hook that writes them: (group, first
+        # local row, local head ids or None for the whole group, global sender ids).
+        self.sender_chunks: list[tuple[SenderGroup, int, Tensor | None, Tensor]] = []
         local_sender = torch.full((graph.n_senders,), -1, dtype=torch.long)
-        chunk_end: list[int] = []
+        n_rows = 0
         for g in graph.sender_groups:
             ids = torch.unique(senders[(senders >= g.first) & (senders < g.first + g.size)])
             if ids.numel():
-                start = chunk_end[-1] if chunk_end else 0
-                local_sender[ids] = torch.arange(start, start + ids.numel())
-                self.sender_chunks.append((g, (ids - g.first).to(device), ids.to(device)))
-                chunk_end.append(start + ids.numel())
-        self.n_local_senders = chunk_end[-1] if chunk_end else 0
-        # Per receiver group with an active edge: the matmul reads only the group's senders with an
-        # active edge (rows) into its receivers with an active edge (slots). Where those cover
-        # more than half of the upstream senders / the group, selecting them costs more than the
-        # zero weights it saves, so the group is read densely (rows or slots None).
+                local_sender[ids] = torch.arange(n_rows, n_rows + ids.numel())
+                whole = ids.numel() == g.size
+                local_ids = None if whole else (ids - g.first).to(device)
+                self.sender_chunks.append((g, n_rows, local_ids, ids.to(device)))
+                n_rows += ids.numel()
+        self.n_local_senders = n_rows
+
+        # Per receiver group with an active edge: its rows (senders with an active edge into it)
+        # and active slots; one local mask column per active receiver, in forward order.
+        rows_of: dict[int, Tensor] = {}
+        slots_of: dict[int, Tensor] = {}
         local_receiver = torch.full((graph.n_receivers,), -1, dtype=torch.long)
         n_cols = 0
-        self.receiver_blocks: dict[int, _Block] = {}
         for index, g in enumerate(graph.receiver_groups):
             inside = (receivers >= g.first) & (receivers < g.first + g.size)
-            if not inside.any():
-                continue
-            rows = torch.unique(local_sender[senders[inside]])
-            n_chunks = next(i + 1 for i, end in enumerate(chunk_end) if end > int(rows.max()))
-            n_upstream = chunk_end[n_chunks - 1]
-            sparse_rows = rows.numel() <= n_upstream // 2
-            slots = torch.unique(receivers[inside]) - g.first
-            sparse_slots = slots.numel() <= g.size // 2
-            if not sparse_slots:
-                slots = torch.arange(g.size)
-            local_receiver[g.first + slots] = torch.arange(n_cols, n_cols + slots.numel())
-            n_cols += slots.numel()
-            matrix_rows = rows if sparse_rows else torch.arange(n_upstream)
-            self.receiver_blocks[index] = _Block(
-                n_chunks=n_chunks,
-                rows=rows.to(device) if sparse_rows else None,
-                matrix_rows=matrix_rows.to(device)[:, None],
-                matrix_cols=local_receiver[g.first + slots].to(device)[None, :],
-                slots=slots.to(device) if sparse_slots else None,
-            )
+            if inside.any():
+                rows_of[index] = torch.unique(local_sender[senders[inside]])
+                slots_of[index] = torch.unique(receivers[inside]) - g.first
+                local_receiver[g.first + slots_of[index]] = torch.arange(
+                    n_cols, n_cols + slots_of[index].numel()
+                )
+                n_cols += slots_of[index].numel()
         self.n_local_receivers = n_cols
         self.local_rows = local_sender[senders].to(device)
         self.local_cols = local_receiver[receivers].to(device)
+
+        # One plan per hook that reads (see _Plan for the carrying of MLP and logits columns).
+        groups = graph.receiver_groups
+        remaining = dict(rows_of)
+        self.plans: dict[int, _Plan] = {}
+        for index, g in enumerate(groups):
+            columns = [local_receiver[g.first + slots_of[index]]] if index in slots_of else []
+            carry: list[int] = []
+            if g.kind == "attn":
+                written = int((local_sender[: g.upstream] >= 0).sum())
+                rows = [rows_of.get(index, torch.zeros(0, dtype=torch.long))]
+                later = [index + 1] + ([len(groups) - 1] if g.layer == graph.n_layers - 1 else [])
+                for j in later:
+                    if j in rows_of and (early := rows_of[j][rows_of[j] < written]).numel():
+                        carry.append(j)
+                        rows.append(early)
+                        remaining[j] = rows_of[j][rows_of[j] >= written]
+                        columns.append(local_receiver[groups[j].first : groups[j].first + 1])
+                read = torch.unique(torch.cat(rows))
+                parts = tuple(
+                    self._part(slots_of.get(index), p, graph.n_heads, device) for p in range(3)
+                )
+            else:
+                read = remaining.get(index, torch.zeros(0, dtype=torch.long))
+                parts = (_Part(1, None),)
+            if read.numel() == 0:
+                continue
+            lo, hi = int(read.min()), int(read.max()) + 1
+            dense = read.numel() * 3 > hi - lo  # a gather writes each row once more than it reads
+            sections = [
+                0 if p is None else p.size if p.slots is None else p.slots.numel() for p in parts
+            ]
+            self.plans[index] = _Plan(
+                at=index,
+                lo=lo,
+                hi=hi,
+                rows=None if dense else read.to(device),
+                rows_cpu=None if dense else read,
+                matrix_rows=(torch.arange(lo, hi) if dense else read).to(device)[:, None],
+                matrix_cols=torch.cat(columns).to(device)[None, :],
+                parts=parts,
+                carry=tuple(carry),
+                sections=tuple(int(n) for n in sections) + (1,) * len(carry),
+            )
+
+    @staticmethod
+    def _part(slots: Tensor | None, part: int, size: int, device) -> _Part | None:
+        """The active slots of the q (0), k (1) or v (2) heads of an attention group."""
+        if slots is None:
+            return None
+        mine = slots[(slots >= part * size) & (slots < (part + 1) * size)] - part * size
+        if mine.numel() == 0:
+            return None
+        return _Part(size, None if mine.numel() == size else mine.to(device))
 
     def local_mask(self, mask: Tensor) -> Tensor:
         """[n_active] -> [n_local_senders, n_local_receivers] (differentiable)."""
@@ -250,46 +447,58 @@ class EdgeMaskedForward:
         """Forward hooks that implement `mask` over this batch's `baseline` (one forward's worth)."""
         graph, n_heads = self.graph, self.graph.n_heads
         matrix = self.local_mask(mask)
-        deltas: list[Tensor] = []  # per sender chunk: [batch, pos, n_chunk, d_model]
+        stream = _Stream(self.n_local_senders)
+        tokens: list[Tensor] = []  # not on the stream: a token's grad_fn holds the stream
+        carried: dict[int, list[Tensor]] = {}  # group -> [1, batch * pos * d_model] partial sums
         pending: dict[str, Tensor] = {}
 
-        def receiver_input(index: int, size: int) -> Tensor:
-            """[batch, pos, group size, d_model] inputs of the receivers in group `index`."""
-            block = self.receiver_blocks[index]
-            upstream = deltas[0] if block.n_chunks == 1 else torch.cat(deltas[: block.n_chunks], 2)
-            if block.rows is not None:
-                upstream = upstream.index_select(2, block.rows)
-            weights = matrix[block.matrix_rows, block.matrix_cols]  # [rows, slots]
-            contribution = torch.matmul(weights.T, upstream)  # [batch, pos, slots, d_model]
-            fixed = baseline.resid[index].unsqueeze(2)
-            if block.slots is None:
-                return fixed + contribution
-            return fixed.repeat(1, 1, size, 1).index_add(2, block.slots, contribution)
+        def read(plan: _Plan) -> tuple[Tensor, ...]:
+            weights = matrix[plan.matrix_rows, plan.matrix_cols]
+            outputs = _Read.apply(weights, stream, plan, *tokens)
+            own = len(plan.parts)
+            for j, out in zip(plan.carry, outputs[own:]):
+                carried.setdefault(j, []).append(out)
+            return outputs[:own]
 
-        def group_input(index: int, size: int) -> Tensor:
-            if index in self.receiver_blocks:
-                return receiver_input(index, size)
-            return baseline.resid[index].unsqueeze(2).expand(-1, -1, size, -1)
-
-        def record(value: Tensor, hook, kind: str, ids: Tensor, global_ids: Tensor) -> Tensor:
-            own = value[:, :, ids] if kind == "attn" else value.unsqueeze(2)
-            deltas.append(own - baseline.senders[:, :, global_ids])
+        def record(value: Tensor, hook, group: SenderGroup, start: int, ids, global_ids) -> Tensor:
+            if ids is None:
+                base = baseline.senders[group.first : group.first + group.size]
+            else:
+                base = baseline.senders.index_select(0, global_ids)
+            tokens.append(_Write.apply(value, base, stream, start, group.kind, ids))
             return value
 
         def attn_in(value: Tensor, hook, index: int) -> Tensor:
-            full = group_input(index, 3 * n_heads)
-            pending["k"], pending["v"] = (
-                full[:, :, n_heads : 2 * n_heads],
-                full[:, :, 2 * n_heads :],
-            )
-            return full[:, :, :n_heads]
+            fixed = baseline.resid[index]  # [batch, pos, d_model]
+            plan = self.plans.get(index)
+            outputs = read(plan) if plan is not None else (None,) * 3
+            parts = plan.parts if plan is not None else (None,) * 3
+            inputs = []
+            for part, out in zip(parts, outputs):
+                if part is None:
+                    inputs.append(fixed.unsqueeze(2).expand(-1, -1, n_heads, -1))
+                    continue
+                shaped = out.view(out.shape[0], *fixed.shape)
+                if part.slots is None:
+                    inputs.append((shaped + fixed).permute(1, 2, 0, 3))
+                else:
+                    full = fixed.unsqueeze(0).expand(n_heads, -1, -1, -1)
+                    inputs.append(full.index_add(0, part.slots, shaped).permute(1, 2, 0, 3))
+            q, pending["k"], pending["v"] = inputs
+            return q
 
         def single_in(value: Tensor, hook, index: int) -> Tensor:
-            return group_input(index, 1)[:, :, 0]
+            fixed = baseline.resid[index]
+            plan = self.plans.get(index)
+            terms = carried.pop(index, []) + (list(read(plan)) if plan is not None else [])
+            if not terms:
+                return fixed
+            total = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+            return fixed + total.view(fixed.shape)
 
         hooks: list[tuple[str, object]] = [
-            (sender_hook(g), partial(record, kind=g.kind, ids=ids, global_ids=global_ids))
-            for g, ids, global_ids in self.sender_chunks
+            (sender_hook(g), partial(record, group=g, start=start, ids=ids, global_ids=global_ids))
+            for g, start, ids, global_ids in self.sender_chunks
         ]
         for index, g in enumerate(graph.receiver_groups):
             names = receiver_hooks(g, graph.n_layers)

@@ -17,13 +17,20 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from hap.attribution import attribution_scores
+from hap.circuit import edges_for_sparsity
 from hap.frontier import Frontier, run_frontier
 from hap.graph import Graph
+from hap.hybrid import HAPConfig, candidate_edges
+from hap.masks import SearchConfig, learn_masks
+from hap.models import load_model
+from hap.shapes import build_checkpoint
 from hap.tasks import make_task
 
 PAPER_RATIO = 0.54  # HAP 1579 s / EP 2921 s on GPT-2 small, IOI, 94% (arXiv 2510.03282)
@@ -123,11 +130,73 @@ def report(result: CheckResult, settings: CheckSettings = CheckSettings()) -> st
     )
 
 
-def write_reference(result: CheckResult, settings: CheckSettings, path: Path = REFERENCE) -> None:
+@dataclass(frozen=True)
+class ScaleSettings:
+    """The per-step check at the paper's scale: a GPT-2-small-shaped model with random weights
+    (hap.shapes, 32,491 edges), HAP's candidates from its own EAP pass (HAP's default multiple),
+    `steps` steps of each method's own search loop on `batch` prompts, the two methods
+    alternated for `rounds` rounds in this process. A run's first step is a warm-up; the figure
+    is the median step of each method."""
+
+    shape: str = "gpt2-small"
+    sparsity: float = 0.94
+    batch: int = 4
+    steps: int = 4
+    rounds: int = 2
+    seed: int = 5
+    model_seed: int = 0
+    tolerance: float = 1.25
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    ep_step_s: float
+    hap_step_s: float
+    ratio: float  # HAP / EP, per step
+    n_edges: int
+    n_candidates: int
+
+
+def run_scale_check(settings: ScaleSettings = ScaleSettings(), device=None) -> ScaleResult:
+    model = load_model(build_checkpoint(settings.shape, settings.model_seed), device=device)
+    graph = Graph.from_model(model)
+    task = make_task(
+        "ioi", model.tokenizer, n_train=settings.batch, n_val=0, n_test=0, seed=settings.seed
+    )
+    n_keep = edges_for_sparsity(graph, settings.sparsity)
+    scores = attribution_scores(model, graph, task.train, batch_size=settings.batch)
+    candidates = candidate_edges(scores, n_keep, HAPConfig().candidate_multiple)
+    config = SearchConfig(steps=settings.steps, batch_size=settings.batch)
+    times: dict[str, list[float]] = {"ep": [], "hap": []}
+    for _ in range(settings.rounds):
+        for method, active in (("ep", None), ("hap", candidates)):
+            run = learn_masks(model, graph, task, settings.sparsity, config, settings.seed, active)
+            times[method] += run.step_seconds[1:]
+    ep, hap = statistics.median(times["ep"]), statistics.median(times["hap"])
+    return ScaleResult(ep, hap, hap / ep, graph.n_edges, int(candidates.numel()))
+
+
+def scale_report(result: ScaleResult, settings: ScaleSettings = ScaleSettings()) -> str:
+    return (
+        f"  (a) at the paper's scale ({settings.shape}-shaped, random weights, "
+        f"{result.n_edges} edges, {result.n_candidates} candidates, batch {settings.batch}): "
+        f"per-step ratio {result.ratio:.3f} (HAP {result.hap_step_s:.3f}s, EP "
+        f"{result.ep_step_s:.3f}s) vs the paper's {PAPER_RATIO}: {verdict(result.ratio)}"
+    )
+
+
+def write_reference(
+    result: CheckResult,
+    settings: CheckSettings,
+    scale: ScaleResult,
+    scale_settings: ScaleSettings,
+    path: Path = REFERENCE,
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         **asdict(result),
         "settings": asdict(settings),
+        "scale": {**asdict(scale), "settings": asdict(scale_settings)},
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "torch": torch.__version__,

@@ -22,7 +22,7 @@ class Measured:
     peak_mem_mb: float  # CUDA: max_memory_allocated; CPU: peak resident set size during the run
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -34,13 +34,13 @@ class _RSSPeak:
     """Samples the resident set size every `interval` seconds on a daemon thread."""
 
     def __init__(self, interval: float = 0.02):
-        self.interval, self.peak = interval, _rss_mb()
+        self.interval, self.peak = interval, rss_mb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, _rss_mb())
+            self.peak = max(self.peak, rss_mb())
 
     def __enter__(self) -> _RSSPeak:
         self._thread.start()
@@ -49,7 +49,7 @@ class _RSSPeak:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
+        self.peak = max(self.peak, rss_mb())
 
 
 def measure(fn: Callable[[], T], device: torch.device) -> tuple[T, Measured]:

@@ -11,7 +11,16 @@ from hap.circuit import Circuit
 from hap.frontier import Frontier
 from hap.graph import Graph
 from hap.models import load_model
-from hap.speedup import CheckResult, CheckSettings, check_result, report, run_check
+from hap.speedup import (
+    CheckResult,
+    CheckSettings,
+    ScaleResult,
+    check_result,
+    report,
+    run_check,
+    run_scale_check,
+    scale_report,
+)
 from hap.tasks import make_task
 
 REPORT: list[str] = []  # figures printed after the test summary (see pytest_terminal_summary)
@@ -56,6 +65,14 @@ def speedup(model, graph) -> Speedup:
     result = check_result(frontiers)
     REPORT.append(report(result))
     return Speedup(frontiers, result)
+
+
+@pytest.fixture(scope="session")
+def speedup_at_scale(speedup) -> ScaleResult:
+    """The per-step ratio on the GPT-2-small shape, printed under the default model's figures."""
+    result = run_scale_check(device="cpu")
+    REPORT.append(scale_report(result))
+    return result
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

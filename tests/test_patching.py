@@ -34,7 +34,7 @@ def test_all_ones_is_clean_and_all_zeros_is_corrupted(model, graph, batch, runs)
 def test_removing_one_edge_equals_a_hand_written_patch(model, graph, batch, runs):
     _, clean_acts, _, baseline = runs
     sender = graph.sender_names.index("a0.h3")
-    delta = clean_acts.senders[:, :, sender] - baseline.senders[:, :, sender]
+    delta = clean_acts.senders[sender] - baseline.senders[sender]
 
     def patch_v(value, hook):
         value = value.clone()
@@ -52,7 +52,7 @@ def test_removing_one_edge_equals_a_hand_written_patch(model, graph, batch, runs
 
 def test_keeping_one_edge_equals_a_hand_written_patch(model, graph, batch, runs):
     _, clean_acts, _, baseline = runs
-    embed_delta = clean_acts.senders[:, :, 0] - baseline.senders[:, :, 0]
+    embed_delta = clean_acts.senders[0] - baseline.senders[0]
     expected = model.run_with_hooks(
         batch.corrupted,
         fwd_hooks=[("blocks.3.hook_resid_post", lambda value, hook: value + embed_delta)],
@@ -82,7 +82,8 @@ def test_mask_gradients_match_finite_differences(model, graph, batch, runs):
     forward = EdgeMaskedForward(model, graph)
     small = batch.subset(slice(0, 4))
     small_baseline = type(baseline)(
-        baseline.senders[:4, : small.clean.shape[1]], baseline.resid[:, :4, : small.clean.shape[1]]
+        baseline.senders[:, :4, : small.clean.shape[1]],
+        baseline.resid[:, :4, : small.clean.shape[1]],
     )
     answer = small.answers[:, 0]
 
@@ -127,8 +128,8 @@ def test_zero_and_mean_ablation(model, graph, batch, ioi):
         )
         acts = run_activations(model, graph, reference.clean)[1]
         long_enough = reference.position >= 5
-        expected = acts.senders[long_enough, 5].mean(0)
-        assert torch.allclose(mean.senders[0, 5], expected, atol=1e-5)
+        expected = acts.senders[:, long_enough, 5].mean(1)
+        assert torch.allclose(mean.senders[:, 0, 5], expected, atol=1e-5)
         empty = forward(batch.clean, torch.zeros(graph.n_edges), mean)
         assert torch.isfinite(empty).all()
         assert (empty - clean_logits).abs().max() > 1e-2

@@ -7,13 +7,19 @@ after pytest's summary: on the default model (b) and (c) do not hold (see README
 be asserted as claims. What is asserted is that nothing regresses past the committed reference
 (results/reference/speedup_check.json) by more than the stated tolerance: the per-step ratios at
 94% and 98%, the time ratio to the level both methods reach, and KL(HAP) / KL(EP).
+
+At the paper's scale (a GPT-2-small-shaped model, 32,491 edges) the per-step ratio at 94% is
+measured too and printed beside the paper's 0.54. It does not hold here (about 0.9: every node
+keeps a candidate edge, so the bridge's forward and backward, over half of a step, are the same
+for both methods; README, "The engine at scale"), so it too is guarded against regression rather
+than asserted <= 0.54.
 """
 
 from dataclasses import asdict
 
 import pytest
 
-from hap.speedup import CheckSettings, read_reference
+from hap.speedup import CheckSettings, ScaleSettings, read_reference
 
 TOLERANCE = CheckSettings().tolerance
 
@@ -33,6 +39,14 @@ def reference() -> dict:
 def test_time_ratios_do_not_regress(speedup, reference, figure):
     ratio, bar = getattr(speedup.result, figure), reference[figure] * TOLERANCE
     assert ratio <= bar, f"{figure} HAP/EP {ratio:.3f} > {bar:.3f} (reference x {TOLERANCE})"
+
+
+def test_per_step_ratio_at_gpt2_small_scale_does_not_regress(speedup_at_scale, reference):
+    committed = reference["scale"]
+    assert committed["settings"] == asdict(ScaleSettings()), "run make speedup-reference"
+    bar = committed["ratio"] * ScaleSettings().tolerance
+    ratio = speedup_at_scale.ratio
+    assert ratio <= bar, f"per-step HAP/EP at GPT-2-small scale {ratio:.3f} > {bar:.3f}"
 
 
 def test_hap_faithfulness_at_equal_budget_does_not_regress(speedup, reference):

@@ -1,0 +1,145 @@
+"""The fast engine against the plain reference (tests/reference_engine.py), on a 2-layer random
+GPT-2 and on the default model, over the whole graph and over restricted active sets; and EAP's
+scores as gradients of the masked forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hap import metrics
+from hap.attribution import attribution_scores
+from hap.graph import Graph
+from hap.models import load_model
+from hap.patching import EdgeMaskedForward, fixed_references, run_activations
+from hap.shapes import build_checkpoint
+from hap.tasks import make_task
+from tests.reference_engine import reference_logits
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 2-layer, 4-head, d64 GPT-2 with random weights, booted like a user's checkpoint."""
+    model = load_model(build_checkpoint("tiny", seed=1, root=tmp_path_factory.mktemp("shapes")))
+    task = make_task("ioi", model.tokenizer, n_train=12, n_val=0, n_test=0, seed=4)
+    return model, Graph.from_model(model), task.train
+
+
+@pytest.fixture(scope="module")
+def trained(model, graph, ioi):
+    return model, graph, ioi.train.subset(slice(0, 12))
+
+
+def _active_sets(graph: Graph) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(7)
+    order = torch.randperm(graph.n_edges, generator=generator)
+    into_logits = (graph.edge_receiver == graph.n_receivers - 1).nonzero().squeeze(1)
+
+    from_input = (graph.edge_sender == 0).nonzero().squeeze(1)
+
+    def sample(n: int) -> torch.Tensor:
+        # Plus every edge out of the input and into the logits, so that some path carries a
+        # nonzero delta to the metric position (the prompts' last tokens agree).
+        return torch.cat([order[:n], from_input, into_logits]).unique()
+
+    return {
+        "all": torch.arange(graph.n_edges),
+        "quarter": sample(graph.n_edges // 4),
+        "five-percent": sample(graph.n_edges // 20),
+        "input-and-logits": torch.cat([from_input, into_logits]).unique(),
+    }
+
+
+def _objective(logits: torch.Tensor, batch) -> torch.Tensor:
+    at = metrics.at_position(logits, batch.position).log_softmax(-1)
+    weights = torch.linspace(-1, 1, at.shape[-1])
+    return (at * weights).sum()
+
+
+@pytest.mark.parametrize("which", ["tiny", "trained"])
+@pytest.mark.parametrize("subset", ["all", "quarter", "five-percent", "input-and-logits"])
+def test_fast_engine_equals_reference_in_value_and_gradient(which, subset, request):
+    model, graph, batch = request.getfixturevalue(which)
+    _, baseline = fixed_references(model, graph, batch, "corrupted", batch)
+    active = _active_sets(graph)[subset]
+    values = torch.rand(active.numel(), generator=torch.Generator().manual_seed(3))
+    fast_mask = values.clone().requires_grad_(True)
+    fast = EdgeMaskedForward(model, graph, active)(batch.clean, fast_mask, baseline)
+    _objective(fast, batch).backward()
+    full_mask = torch.zeros(graph.n_edges)
+    full_mask[active] = values
+    full_mask.requires_grad_(True)
+    reference = reference_logits(model, graph, batch.clean, full_mask, baseline)
+    _objective(reference, batch).backward()
+    assert (fast - reference).abs().max() < 1e-4
+    scale = full_mask.grad[active].abs().max()
+    assert scale > 0
+    assert (fast_mask.grad - full_mask.grad[active]).abs().max() < 1e-4 * max(1.0, float(scale))
+
+
+def test_tiny_model_all_ones_is_clean_and_all_zeros_is_corrupted(tiny):
+    model, graph, batch = tiny
+    clean_logits = run_activations(model, graph, batch.clean)[0]
+    corrupted_logits, baseline = run_activations(model, graph, batch.corrupted)
+    forward = EdgeMaskedForward(model, graph)
+    with torch.no_grad():
+        ones = forward(batch.clean, torch.ones(graph.n_edges), baseline)
+        zeros = forward(batch.clean, torch.zeros(graph.n_edges), baseline)
+        none = EdgeMaskedForward(model, graph, torch.zeros(0, dtype=torch.long))
+        empty = none(batch.clean, torch.zeros(0), baseline)
+    assert (ones - clean_logits).abs().max() < 1e-4
+    assert (zeros - corrupted_logits).abs().max() < 1e-4
+    assert (empty - corrupted_logits).abs().max() < 1e-4
+    assert (clean_logits - corrupted_logits).abs().max() > 1e-2
+
+
+def test_restricted_gradients_match_finite_differences(tiny):
+    model, graph, batch = tiny
+    _, baseline = fixed_references(model, graph, batch, "corrupted", batch)
+    active = _active_sets(graph)["quarter"]
+    forward = EdgeMaskedForward(model, graph, active)
+    mask = torch.full((active.numel(),), 0.5, dtype=torch.float64)
+
+    def objective(values: torch.Tensor) -> torch.Tensor:
+        return _objective(forward(batch.clean, values.float(), baseline), batch)
+
+    leaf = mask.clone().requires_grad_(True)
+    objective(leaf).backward()
+    picks = torch.topk(leaf.grad.abs(), 4).indices.tolist() + [0, active.numel() - 1]
+    eps = 1e-2
+    with torch.no_grad():
+        for i in picks:
+            up, down = mask.clone(), mask.clone()
+            up[i] += eps
+            down[i] -= eps
+            numeric = float(objective(up) - objective(down)) / (2 * eps)
+            assert numeric == pytest.approx(float(leaf.grad[i]), rel=0.02, abs=2e-3)
+
+
+def test_restricted_engine_holds_only_active_senders_and_groups(tiny):
+    model, graph, _ = tiny
+    # Only edges into layer 1's MLP from layer 0's heads: no deltas for other senders, one group.
+    mlp1 = next(g for g in graph.receiver_groups if g.kind == "mlp" and g.layer == 1)
+    heads0 = next(g for g in graph.sender_groups if g.kind == "attn" and g.layer == 0)
+    edges = (graph.edge_receiver == mlp1.first) & (graph.edge_sender >= heads0.first)
+    edges &= graph.edge_sender < heads0.first + heads0.size
+    forward = EdgeMaskedForward(model, graph, edges.nonzero().squeeze(1))
+    assert forward.n_local_senders == heads0.size
+    # Those rows are written before layer 1's attention reads, so its one matmul carries them.
+    attn1, mlp1 = graph.receiver_groups.index(mlp1) - 1, graph.receiver_groups.index(mlp1)
+    plans = list(forward.plans.values())
+    assert [(p.at, p.carry, p.parts) for p in plans] == [(attn1, (mlp1,), (None, None, None))]
+
+
+@pytest.mark.parametrize("which", ["tiny", "trained"])
+def test_eap_scores_are_minus_the_mask_gradient_at_one(which, request):
+    """score(u -> v) = (y~_u - y_u) . d metric / d x_v = -d metric / d m[u, v] at m = 1."""
+    model, graph, batch = request.getfixturevalue(which)
+    scores = attribution_scores(model, graph, batch, metric="logit_diff")
+    _, baseline = fixed_references(model, graph, batch, "corrupted", batch)
+    mask = torch.ones(graph.n_edges, requires_grad=True)
+    logits = EdgeMaskedForward(model, graph)(batch.clean, mask, baseline)
+    value = metrics.logit_diff(metrics.at_position(logits, batch.position), batch).sum()
+    (value / len(batch)).backward()
+    assert scores.abs().max() > 1e-3
+    assert (scores + mask.grad).abs().max() < 1e-5 * max(1.0, float(scores.abs().max()))
