@@ -41,60 +41,88 @@ def _batch_scores(
 
     One forward without grad on the corrupted prompts, then per alpha one forward+backward; the
     alpha = 1 pass (always first) is the clean run, so the clean sender outputs and the full
-    model's logits come from it instead of from a pass of their own. Per receiver group the scores
-    are one matmul of the sender-major deltas' prefix with the group's gradients.
+    model's logits come from it instead of from a pass of their own. Scores are taken during the
+    backward, as each receiver's gradient arrives (tensor hooks), so no more than a layer's
+    gradients are alive at once: per layer one matmul of the sender-major deltas' prefix with the
+    attention receivers' gradients and those of the layer's MLP (and, at the last layer, the
+    logits), whose own matmuls then only cover the senders written after that attention.
     """
     if max(alphas) != 1.0:
         raise ValueError("attribution needs alpha = 1 (the clean run) among its points")
     _, corrupted = run_activations(model, graph, batch.corrupted)
+    groups = graph.receiver_groups
     sender_names = sorted({sender_hook(g) for g in graph.sender_groups})
-    receivers = [
-        (name, index, slot, g.kind == "attn")
-        for index, g in enumerate(graph.receiver_groups)
-        for slot, name in enumerate(receiver_hooks(g, graph.n_layers))
-    ]
     scores = torch.zeros(graph.n_senders, graph.n_receivers, device=corrupted.senders.device)
-    delta: Tensor | None = None  # [n_senders, batch * pos * d_model]: corrupted - clean
-    full: Tensor | None = None
-    clean_embed: Tensor | None = None
-    for alpha in sorted(alphas, reverse=True):
-        captured: dict[tuple[int, int], Tensor] = {}
-        outputs: dict[str, Tensor] = {}
+    state: dict[str, Tensor | None] = {"delta": None, "full": None, "clean_embed": None}
 
-        embed = (
-            _leaf
-            if alpha == 1.0
-            else partial(_interpolate, start=corrupted.senders[0], end=clean_embed, alpha=alpha)
+    def add(rows: slice, group_ids: list[int], grads: list[Tensor]) -> None:
+        """scores[rows, receivers of group_ids] += deltas[rows] . grads (one matmul)."""
+        columns = torch.cat([sender_major(g, "attn" if g.dim() == 4 else "single") for g in grads])
+        block = torch.mm(state["delta"][rows], columns.flatten(1).t())
+        start = 0
+        for index in group_ids:
+            g = groups[index]
+            scores[rows, g.first : g.first + g.size] += block[:, start : start + g.size]
+            start += g.size
+
+    def arrived(grad: Tensor, index: int, slot: int, waiting: dict) -> None:
+        g = groups[index]
+        if g.kind != "attn":
+            waiting[index] = grad
+            return
+        parts = waiting.setdefault(index, {})
+        parts[slot] = grad
+        if len(parts) < 3:
+            return
+        del waiting[index]
+        carried = [j for j in _carried(graph, index) if j in waiting]
+        add(
+            slice(0, g.upstream),
+            [index, *carried],
+            [parts[0], parts[1], parts[2], *(waiting[j] for j in carried)],
         )
-        hooks = [("blocks.0.hook_resid_pre", embed)] + [
-            (name, partial(_receiver, store=captured, key=(index, slot), own=own))
-            for name, index, slot, own in receivers
-        ]
-        if delta is None:
+        for j in carried:  # the rest of the carried group's senders, written after this read
+            add(slice(g.upstream, groups[j].upstream), [j], [waiting.pop(j)])
+
+    for alpha in sorted(alphas, reverse=True):
+        waiting: dict = {}
+        outputs: dict[str, Tensor] = {}
+        if alpha == 1.0:
+            embed = _leaf
+        else:
+            start = corrupted.senders[0]
+            embed = partial(_interpolate, start=start, end=state["clean_embed"], alpha=alpha)
+        hooks = [("blocks.0.hook_resid_pre", embed)]
+        for index, g in enumerate(groups):
+            for slot, name in enumerate(receiver_hooks(g, graph.n_layers)):
+                watch = partial(arrived, index=index, slot=slot, waiting=waiting)
+                hooks.append((name, partial(_receiver, watch=watch, own=g.kind == "attn")))
+        if state["delta"] is None:
             hooks += [(name, partial(_keep, store=outputs, name=name)) for name in sender_names]
         with torch.enable_grad():
             logits = model.run_with_hooks(batch.clean, fwd_hooks=hooks)
             at = metrics.at_position(logits, batch.position)
-            if full is None:
-                full = at.detach()
-            value = metric(at, full, batch)
-            keys = list(captured)
-            grads = dict(zip(keys, torch.autograd.grad(value, [captured[k] for k in keys])))
-        if delta is None:
-            clean = torch.cat(
-                [sender_major(outputs[sender_hook(g)], g.kind) for g in graph.sender_groups]
-            ).detach()
-            clean_embed = clean[0]
-            delta = (corrupted.senders - clean).flatten(1)
-        for index, g in enumerate(graph.receiver_groups):
-            if g.kind == "attn":
-                grad = torch.cat([sender_major(grads[(index, slot)], "attn") for slot in range(3)])
-            else:
-                grad = grads[(index, 0)].unsqueeze(0)
-            scores[: g.upstream, g.first : g.first + g.size] += torch.mm(
-                delta[: g.upstream], grad.flatten(1).t()
-            )
+            if state["full"] is None:
+                state["full"] = at.detach()
+            value = metric(at, state["full"], batch)
+            if state["delta"] is None:
+                clean = torch.cat(
+                    [sender_major(outputs.pop(sender_hook(g)), g.kind) for g in graph.sender_groups]
+                ).detach()
+                state["clean_embed"] = clean[0].clone()
+                state["delta"] = torch.sub(corrupted.senders, clean, out=clean).flatten(1)
+            value.backward()
+        if waiting:
+            raise RuntimeError(f"no gradient reached receiver groups {sorted(waiting)}")
     return scores / len(alphas)
+
+
+def _carried(graph: Graph, index: int) -> list[int]:
+    """The single-receiver groups whose scores ride on attention group `index`'s matmul: its
+    layer's MLP and, at the last layer, the logits (as in the engine's plans)."""
+    g = graph.receiver_groups[index]
+    last = g.layer == graph.n_layers - 1
+    return [index + 1] + ([len(graph.receiver_groups) - 1] if last else [])
 
 
 def _keep(value: Tensor, hook, store: dict, name: str) -> Tensor:
@@ -110,12 +138,14 @@ def _interpolate(value: Tensor, hook, start: Tensor, end: Tensor, alpha: float) 
     return (start + alpha * (end - start)).requires_grad_(True)
 
 
-def _receiver(value: Tensor, hook, store: dict, key: tuple[int, int], own: bool) -> Tensor:
-    """Keep the tensor a receiver reads. q/k/v inputs are each receiver's own copy; hook_mlp_in
-    and the logits' residual are the residual stream itself, whose gradient also carries the skip
-    connection, so that receiver gets a copy and the gradient taken is its alone."""
-    store[key] = value if own else value.clone()
-    return store[key]
+def _receiver(value: Tensor, hook, watch: Callable, own: bool) -> Tensor:
+    """Watch the gradient of the tensor a receiver reads. q/k/v inputs are each receiver's own
+    copy; hook_mlp_in and the logits' residual are the residual stream itself, whose gradient
+    also carries the skip connection, so that receiver gets a copy and its gradient alone."""
+    if not own:
+        value = value.clone()
+    value.register_hook(watch)
+    return value
 
 
 def attribution_scores(
