@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 THREADS ?= 2
 
-.PHONY: setup test bench bench-runtime calibrate speedup-reference lint model clean
+.PHONY: setup test bench bench-runtime bench-scale calibrate speedup-reference lint model clean
 
 setup: $(STAMP)
 
@@ -55,6 +55,13 @@ bench-runtime: $(STAMP)
 	$(PY) benchmarks/runtime.py --processes 2 --warmups 1 --values 1 --quiet --threads $(THREADS) -o $(OUT)/runtime.tmp.json
 	mv $(OUT)/runtime.tmp.json $(OUT)/runtime.json
 	$(PY) -m pyperf show --quiet $(OUT)/runtime.json
+
+# The engine at scale (about 12 minutes): floor, EAP pass, EP and HAP steps and peak memory on a
+# GPT-2-small-shaped random model and on the default model's shape, batches 8 and 32; the
+# reference for this CPU is results/reference/scale_cpu.json. On a GPU box it runs on CUDA.
+bench-scale: $(STAMP)
+	mkdir -p $(OUT)
+	$(PY) benchmarks/scale.py --threads $(THREADS) --repeats 5 --out $(OUT)/scale.json
 
 # The calibration behind the stopping rule's constants (validation split, seeds 100-101; about
 # 25 minutes), and the reference figures of the CI speedup check (about 6 minutes).

@@ -283,13 +283,15 @@ class _Read(torch.autograd.Function):
             grad_weights = torch.mm(_rows(stream.deltas, plan), grad_out.t())
         if selection is not None:
             store = stream.grad_buffer()
-            if plan.rows is None and isinstance(selection, slice):
-                lo = plan.lo
-                rows = slice(lo + selection.start, lo + selection.stop)
+            if plan.rows is not None:  # a gather: few rows by construction
+                store.index_add_(0, plan.rows[selection], torch.mm(weights[selection], grad_out))
+            elif isinstance(selection, slice):
+                rows = slice(plan.lo + selection.start, plan.lo + selection.stop)
                 store[rows].addmm_(weights[selection], grad_out)
-            else:
-                target = plan.lo + selection if plan.rows is None else plan.rows[selection]
-                store.index_add_(0, target, torch.mm(weights[selection], grad_out))
+            else:  # scattered rows of a window: add in place over the window, zero elsewhere
+                keep = torch.zeros(weights.shape[0], 1, dtype=weights.dtype, device=weights.device)
+                keep[selection] = 1
+                store[plan.lo : plan.hi].addmm_(weights * keep, grad_out)
         token = grad_out.new_zeros(())
         return (grad_weights, None, None) + (token,) * ctx.n_tokens
 

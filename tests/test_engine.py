@@ -47,7 +47,28 @@ def _active_sets(graph: Graph) -> dict[str, torch.Tensor]:
         "quarter": sample(graph.n_edges // 4),
         "five-percent": sample(graph.n_edges // 20),
         "input-and-logits": torch.cat([from_input, into_logits]).unique(),
+        "structured": _structured(graph),
     }
+
+
+def _structured(graph: Graph) -> torch.Tensor:
+    """Edges that take the engine's rarer paths. The last layer's attention reads every head of
+    the layers below it; only the even layers' heads get an input edge, so the rows that need a
+    gradient are scattered within that dense window (from 4 layers up). Layer 0's MLP reads just
+    its first and last head, a gathered read (from 6 heads up). All reach the logits."""
+    names = {n: i for i, n in enumerate(graph.edge_names())}
+    h, last = graph.n_heads, graph.n_layers - 1
+    edges = [
+        f"a{layer}.h{i}->a{last}.h{j}<{x}>"
+        for layer in range(last)
+        for i in range(h)
+        for j in range(h)
+        for x in "qkv"
+    ]
+    edges += [f"input->a{layer}.h0<q>" for layer in range(0, last, 2)]
+    edges += ["a0.h0->m0", f"a0.h{h - 1}->m0", "m0->logits", "input->logits"]
+    edges += [f"a{last}.h{j}->logits" for j in range(h)]
+    return torch.tensor(sorted(names[e] for e in edges))
 
 
 def _objective(logits: torch.Tensor, batch) -> torch.Tensor:
@@ -57,7 +78,9 @@ def _objective(logits: torch.Tensor, batch) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("which", ["tiny", "trained"])
-@pytest.mark.parametrize("subset", ["all", "quarter", "five-percent", "input-and-logits"])
+@pytest.mark.parametrize(
+    "subset", ["all", "quarter", "five-percent", "input-and-logits", "structured"]
+)
 def test_fast_engine_equals_reference_in_value_and_gradient(which, subset, request):
     model, graph, batch = request.getfixturevalue(which)
     _, baseline = fixed_references(model, graph, batch, "corrupted", batch)
@@ -75,6 +98,12 @@ def test_fast_engine_equals_reference_in_value_and_gradient(which, subset, reque
     scale = full_mask.grad[active].abs().max()
     assert scale > 0
     assert (fast_mask.grad - full_mask.grad[active]).abs().max() < 1e-4 * max(1.0, float(scale))
+
+
+def test_structured_set_takes_the_gathered_read(trained):
+    model, graph, _ = trained
+    forward = EdgeMaskedForward(model, graph, _structured(graph))
+    assert any(plan.rows is not None for plan in forward.plans.values())
 
 
 def test_tiny_model_all_ones_is_clean_and_all_zeros_is_corrupted(tiny):
