@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from hap.models import load_model, pick_device
+from hap.models import PRECISIONS, load_model, pick_device, precision_dtype
 from hap.shapes import SHAPES, build_checkpoint
 
 BENCH_SHAPES = ("gpt2-small", "default")
@@ -50,7 +50,7 @@ CALLS = ("forward", "floor", "eap", "ep_step", "hap_step_94", "hap_step_98")
 MEMORY_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
-def _calls(path: Path, batch: int, device: str | None) -> tuple[dict, dict]:
+def _calls(path: Path, batch: int, device: str | None, precision: str) -> tuple[dict, dict]:
     """The set-up every worker makes, and the calls it can time: name -> zero-argument function."""
     from hap import metrics
     from hap.attribution import attribution_scores
@@ -61,7 +61,7 @@ def _calls(path: Path, batch: int, device: str | None) -> tuple[dict, dict]:
     from hap.patching import EdgeMaskedForward, fixed_references
     from hap.tasks import make_task
 
-    model = load_model(path, device=device)
+    model = load_model(path, device=device, dtype=precision_dtype(precision))
     dev = pick_device(device)
     graph = Graph.from_model(model)
     task = make_task("ioi", model.tokenizer, n_train=batch, n_val=0, n_test=0, seed=0)
@@ -109,10 +109,10 @@ def _calls(path: Path, batch: int, device: str | None) -> tuple[dict, dict]:
     return info, calls
 
 
-def _time_worker(path: Path, batch: int, repeats: int, device: str | None) -> dict:
+def _time_worker(path: Path, batch: int, repeats: int, device: str | None, precision: str) -> dict:
     from hap.timing import measure
 
-    info, calls = _calls(path, batch, device)
+    info, calls = _calls(path, batch, device, precision)
     dev = pick_device(device)
     walls: dict[str, list[float]] = {name: [] for name in calls}
     for round_ in range(repeats + 1):
@@ -134,10 +134,10 @@ def _time_worker(path: Path, batch: int, repeats: int, device: str | None) -> di
     }
 
 
-def _memory_worker(path: Path, batch: int, call: str, device: str | None) -> dict:
+def _memory_worker(path: Path, batch: int, call: str, device: str | None, precision: str) -> dict:
     from hap.timing import measure, rss_mb
 
-    _, calls = _calls(path, batch, device)
+    _, calls = _calls(path, batch, device, precision)
     gc.collect()
     _release_free_heap()  # the set-up's EAP pass leaves freed heap resident otherwise
     before = rss_mb()
@@ -166,6 +166,9 @@ def main() -> None:
     parser.add_argument("--shapes", default=",".join(BENCH_SHAPES))
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--parts", default="time,memory", help="time, memory or both")
+    parser.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="see precision_dtype"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--call", default=None, help=argparse.SUPPRESS)
@@ -179,9 +182,9 @@ def main() -> None:
     if args.worker:
         path = Path(args.worker)
         if args.call:
-            result = _memory_worker(path, batches[0], args.call, args.device)
+            result = _memory_worker(path, batches[0], args.call, args.device, args.precision)
         else:
-            result = _time_worker(path, batches[0], args.repeats, args.device)
+            result = _time_worker(path, batches[0], args.repeats, args.device, args.precision)
         print(json.dumps(result))
         return
     dev = pick_device(args.device)
@@ -192,6 +195,7 @@ def main() -> None:
         "threads": args.threads,
         "torch": torch.__version__,
         "repeats": args.repeats,
+        "precision": args.precision,
         "memory": "max_memory_allocated" if dev.type == "cuda" else "peak RSS",
         "shapes": {},
     }
@@ -200,6 +204,7 @@ def main() -> None:
         report["shapes"][shape] = {"config": SHAPES[shape], "batches": {}}
         for batch in batches:
             common = ["--worker", str(path), "--batches", str(batch), "--device", str(dev)]
+            common += ["--precision", args.precision]
             row = {}
             if "time" in args.parts:
                 row = _run([*common, "--repeats", str(args.repeats)], args.threads)

@@ -40,9 +40,10 @@ def accuracy(logits: Tensor, data: TaskData) -> Tensor:
 
 
 def kl_divergence(full: Tensor, circuit: Tensor) -> Tensor:
-    """[n]: KL(full || circuit) in nats over the whole vocabulary, from logits [n, vocab]."""
-    log_p = full.log_softmax(-1)
-    log_q = circuit.log_softmax(-1)
+    """[n]: KL(full || circuit) in nats over the whole vocabulary, from logits [n, vocab]
+    (in float32 at least: a bf16 model's logits are upcast first)."""
+    log_p = full.float().log_softmax(-1)
+    log_q = circuit.float().log_softmax(-1)
     return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 

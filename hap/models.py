@@ -18,6 +18,22 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
 DEFAULT_MODEL_NAME = "hap-default"
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """The dtype to load a model with for `precision`, switching TF32 matmuls on for "tf32" and
+    off otherwise (a process-wide CUDA switch; no effect on a CPU). fp32: exact. tf32: float32
+    storage, matmuls with a 10-bit mantissa on Ampere and later GPUs. bf16: weights and
+    activations in bfloat16; masks, KL and attribution scores are still accumulated in float32.
+    tests/test_engine.py bounds bf16's error against fp32 on the default model."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
 class ModelNotFoundError(FileNotFoundError):
     """The requested weights are not available on this machine."""
 

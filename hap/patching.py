@@ -448,7 +448,7 @@ class EdgeMaskedForward:
     def hooks(self, mask: Tensor, baseline: Baseline) -> list[tuple[str, object]]:
         """Forward hooks that implement `mask` over this batch's `baseline` (one forward's worth)."""
         graph, n_heads = self.graph, self.graph.n_heads
-        matrix = self.local_mask(mask)
+        matrix = self.local_mask(mask).to(baseline.resid.dtype)  # bf16 models mix in bf16
         stream = _Stream(self.n_local_senders)
         tokens: list[Tensor] = []  # not on the stream: a token's grad_fn holds the stream
         carried: dict[int, list[Tensor]] = {}  # group -> [1, batch * pos * d_model] partial sums

@@ -10,7 +10,7 @@ import torch
 from hap import metrics
 from hap.attribution import attribution_scores
 from hap.graph import Graph
-from hap.models import load_model
+from hap.models import load_model, precision_dtype
 from hap.patching import EdgeMaskedForward, fixed_references, run_activations
 from hap.shapes import build_checkpoint
 from hap.tasks import make_task
@@ -158,6 +158,32 @@ def test_restricted_engine_holds_only_active_senders_and_groups(tiny):
     attn1, mlp1 = graph.receiver_groups.index(mlp1) - 1, graph.receiver_groups.index(mlp1)
     plans = list(forward.plans.values())
     assert [(p.at, p.carry, p.parts) for p in plans] == [(attn1, (mlp1,), (None, None, None))]
+
+
+def test_bf16_stays_within_tolerance_of_fp32(trained):
+    """The stated tolerance of `precision_dtype("bf16")` on the default model: the masked
+    forward's KL to the fp32 one below 5e-3 nats, mask gradients and EAP scores with cosine
+    similarity above 0.999 to fp32's, and the same top 5% of edges by |EAP score| to within 10%."""
+    fp32, graph, batch = trained
+    bf16 = load_model(dtype=precision_dtype("bf16"))
+    assert next(bf16.parameters()).dtype == torch.bfloat16
+    values = torch.rand(graph.n_edges, generator=torch.Generator().manual_seed(0))
+    outputs = {}
+    for name, model in (("fp32", fp32), ("bf16", bf16)):
+        full, baseline = fixed_references(model, graph, batch, "corrupted", batch)
+        mask = values.clone().requires_grad_(True)
+        logits = EdgeMaskedForward(model, graph)(batch.clean, mask, baseline)
+        at = metrics.at_position(logits, batch.position)
+        metrics.kl_divergence(full, at).mean().backward()
+        outputs[name] = (at.float().detach(), mask.grad, attribution_scores(model, graph, batch))
+    (logits32, grad32, eap32), (logits16, grad16, eap16) = outputs["fp32"], outputs["bf16"]
+    assert metrics.kl_divergence(logits32, logits16).mean() < 5e-3
+    cosine = torch.nn.functional.cosine_similarity
+    assert cosine(grad32, grad16, dim=0) > 0.999
+    assert cosine(eap32, eap16, dim=0) > 0.999
+    k = graph.n_edges // 20
+    top32, top16 = eap32.abs().topk(k).indices.tolist(), eap16.abs().topk(k).indices.tolist()
+    assert len(set(top32) & set(top16)) >= 0.9 * k
 
 
 @pytest.mark.parametrize("which", ["tiny", "trained"])
