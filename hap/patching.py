@@ -184,23 +184,42 @@ class _Stream:
 
     deltas: [n_rows, batch * pos * d_model], rows in forward order (one per active sender).
     grad_rows: per row, whether its sender's output requires grad (only those rows collect
-    gradients in the backward)."""
+    gradients in the backward). The two buffers come from the engine's `spare` list and go back
+    to it when the stream is freed (with the autograd graph that holds it): a search step then
+    reuses the last step's memory instead of faulting in fresh pages, hundreds of MB per step at
+    GPT-2-small size on a CPU."""
 
-    def __init__(self, n_rows: int):
+    def __init__(self, n_rows: int, spare: list[Tensor]):
         self.n_rows = n_rows
+        self.spare = spare
         self.deltas: Tensor | None = None
         self.grads: Tensor | None = None
         self.grad_rows = torch.zeros(n_rows, dtype=torch.bool)
 
+    def _take(self, like: Tensor, shape: tuple[int, int]) -> Tensor:
+        for i, tensor in enumerate(self.spare):
+            if (
+                tensor.shape == shape
+                and tensor.dtype == like.dtype
+                and tensor.device == like.device
+            ):
+                return self.spare.pop(i)
+        return like.new_empty(shape)
+
     def buffer(self, like: Tensor, width: int) -> Tensor:
         if self.deltas is None:
-            self.deltas = like.new_empty(self.n_rows, width)
+            self.deltas = self._take(like, (self.n_rows, width))
         return self.deltas
 
     def grad_buffer(self) -> Tensor:
         if self.grads is None:
-            self.grads = torch.zeros_like(self.deltas)
+            self.grads = self._take(self.deltas, tuple(self.deltas.shape)).zero_()
         return self.grads
+
+    def __del__(self) -> None:
+        for tensor in (self.deltas, self.grads):
+            if tensor is not None and len(self.spare) < 2:
+                self.spare.append(tensor)
 
 
 class _Write(torch.autograd.Function):
@@ -345,6 +364,7 @@ class EdgeMaskedForward:
     def __init__(self, model, graph: Graph, active: Tensor | None = None):
         self.model = model
         self.graph = graph
+        self._spare: list[Tensor] = []  # buffers of freed streams, for the next forward
         device = next(model.parameters()).device
         active = torch.arange(graph.n_edges) if active is None else active.to("cpu")
         self.active = active.to(device)
@@ -449,7 +469,7 @@ class EdgeMaskedForward:
         """Forward hooks that implement `mask` over this batch's `baseline` (one forward's worth)."""
         graph, n_heads = self.graph, self.graph.n_heads
         matrix = self.local_mask(mask).to(baseline.resid.dtype)  # bf16 models mix in bf16
-        stream = _Stream(self.n_local_senders)
+        stream = _Stream(self.n_local_senders, self._spare)
         tokens: list[Tensor] = []  # not on the stream: a token's grad_fn holds the stream
         carried: dict[int, list[Tensor]] = {}  # group -> [1, batch * pos * d_model] partial sums
         pending: dict[str, Tensor] = {}
