@@ -16,8 +16,13 @@ Builds two checkpoints from a seed (no download, `hap.shapes`): a GPT-2-small-sh
   (4x the edge budget, from this run's own EAP scores).
 
 Timing: one worker process per (shape, batch); the calls are interleaved, one untimed round first,
-then `--repeats` timed rounds, and the median is reported, so the ratios (ep/floor,
-eap/(forward+floor), hap/ep) compare calls measured side by side. Memory: a fresh process per
+then `--repeats` timed rounds. In a round each call runs `--inner` times back to back and all but
+the first run are timed, as consecutive steps of a search run: on this VM, memory a call has not
+touched for a few seconds may have been reclaimed (kdamond) and faults back in at microseconds a
+page, which made a lone EP step at batch 32 vary by up to 2x between rounds (timing processes
+also keep freed tensors of up to 32 MB in glibc's heap, see TIME_ENV). The median over all timed
+runs is reported, so the ratios (ep/floor, eap/(forward+floor), hap/ep) compare calls
+measured side by side under the same conditions. Memory: a fresh process per
 (shape, batch, call) does the set-up, then runs the call once and reports its peak (CPU: the peak
 resident set of the process, sampled every 20 ms, with glibc's mmap threshold fixed so that it
 follows live tensors; CUDA: max_memory_allocated), and the resident set after the set-up (the
@@ -48,6 +53,14 @@ CALLS = ("forward", "floor", "eap", "ep_step", "hap_step_94", "hap_step_98")
 # unmapped on its own, so the resident set follows live memory instead of a fragmented heap.
 # (Timing processes keep the default: a fresh mapping per tensor costs page faults.)
 MEMORY_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+# Timing processes: tensors up to 32 MB (glibc's largest threshold) come from a heap that is never
+# trimmed, as a caching allocator would keep them, so a step does not fault freed memory back in
+# (on this VM that cost varies run to run). The same for every call.
+TIME_ENV = {
+    **os.environ,
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+    "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30),
+}
 
 
 def _calls(path: Path, batch: int, device: str | None, precision: str) -> tuple[dict, dict]:
@@ -109,7 +122,9 @@ def _calls(path: Path, batch: int, device: str | None, precision: str) -> tuple[
     return info, calls
 
 
-def _time_worker(path: Path, batch: int, repeats: int, device: str | None, precision: str) -> dict:
+def _time_worker(
+    path: Path, batch: int, repeats: int, inner: int, device: str | None, precision: str
+) -> dict:
     from hap.timing import measure
 
     info, calls = _calls(path, batch, device, precision)
@@ -117,9 +132,10 @@ def _time_worker(path: Path, batch: int, repeats: int, device: str | None, preci
     walls: dict[str, list[float]] = {name: [] for name in calls}
     for round_ in range(repeats + 1):
         for name, fn in calls.items():
-            _, measured = measure(fn, dev)
-            if round_:
-                walls[name].append(measured.wall_s)
+            for run in range(inner):
+                _, measured = measure(fn, dev)
+                if round_ and run:
+                    walls[name].append(measured.wall_s)
     wall = {name: statistics.median(values) for name, values in walls.items()}
     return {
         **info,
@@ -162,6 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--inner", type=int, default=3, help="back-to-back runs per call per round")
     parser.add_argument("--batches", default="8,32")
     parser.add_argument("--shapes", default=",".join(BENCH_SHAPES))
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
@@ -184,7 +201,9 @@ def main() -> None:
         if args.call:
             result = _memory_worker(path, batches[0], args.call, args.device, args.precision)
         else:
-            result = _time_worker(path, batches[0], args.repeats, args.device, args.precision)
+            result = _time_worker(
+                path, batches[0], args.repeats, args.inner, args.device, args.precision
+            )
         print(json.dumps(result))
         return
     dev = pick_device(args.device)
@@ -195,8 +214,13 @@ def main() -> None:
         "threads": args.threads,
         "torch": torch.__version__,
         "repeats": args.repeats,
+        "inner": args.inner,
         "precision": args.precision,
         "memory": "max_memory_allocated" if dev.type == "cuda" else "peak RSS",
+        "malloc": {
+            "time": {k: TIME_ENV[k] for k in TIME_ENV if k.startswith("MALLOC")},
+            "memory": {k: MEMORY_ENV[k] for k in MEMORY_ENV if k.startswith("MALLOC")},
+        },
         "shapes": {},
     }
     for shape in shapes:
@@ -207,7 +231,8 @@ def main() -> None:
             common += ["--precision", args.precision]
             row = {}
             if "time" in args.parts:
-                row = _run([*common, "--repeats", str(args.repeats)], args.threads)
+                timing = ["--repeats", str(args.repeats), "--inner", str(args.inner)]
+                row = _run([*common, *timing], args.threads, TIME_ENV)
                 print(f"{shape} batch {batch}: " + json.dumps(row["seconds"]), file=sys.stderr)
             if "memory" in args.parts:
                 memory = {
