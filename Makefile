@@ -56,7 +56,7 @@ bench-runtime: $(STAMP)
 	mv $(OUT)/runtime.tmp.json $(OUT)/runtime.json
 	$(PY) -m pyperf show --quiet $(OUT)/runtime.json
 
-# The engine at scale (about 12 minutes): floor, EAP pass, EP and HAP steps and peak memory on a
+# The engine at scale (about 8 minutes): floor, EAP pass, EP and HAP steps and peak memory on a
 # GPT-2-small-shaped random model and on the default model's shape, batches 8 and 32; the
 # reference for this CPU is results/reference/scale_cpu.json. On a GPU box it runs on CUDA.
 bench-scale: $(STAMP)
