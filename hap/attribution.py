@@ -21,7 +21,13 @@ from torch import Tensor
 
 from hap import metrics
 from hap.graph import Graph
-from hap.patching import receiver_hooks, run_activations, sender_hook, sender_major
+from hap.patching import (
+    carried_groups,
+    receiver_hooks,
+    run_activations,
+    sender_hook,
+    sender_major,
+)
 from hap.tasks.base import TaskData
 
 
@@ -75,7 +81,7 @@ def _batch_scores(
         if len(parts) < 3:
             return
         del waiting[index]
-        carried = [j for j in _carried(graph, index) if j in waiting]
+        carried = [j for j in carried_groups(graph, index) if j in waiting]
         add(
             slice(0, g.upstream),
             [index, *carried],
@@ -115,14 +121,6 @@ def _batch_scores(
         if waiting:
             raise RuntimeError(f"no gradient reached receiver groups {sorted(waiting)}")
     return scores / len(alphas)
-
-
-def _carried(graph: Graph, index: int) -> list[int]:
-    """The single-receiver groups whose scores ride on attention group `index`'s matmul: its
-    layer's MLP and, at the last layer, the logits (as in the engine's plans)."""
-    g = graph.receiver_groups[index]
-    last = g.layer == graph.n_layers - 1
-    return [index + 1] + ([len(graph.receiver_groups) - 1] if last else [])
 
 
 def _keep(value: Tensor, hook, store: dict, name: str) -> Tensor:

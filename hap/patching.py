@@ -14,7 +14,7 @@ over the whole graph.
 
 Cost and memory. The deltas y_s - y~_s of one forward live in one sender-major buffer
 [n_senders, batch * pos * d_model], written once per sender as the forward reaches it; a receiver
-group's inputs are one matmul over a prefix of that buffer (or a gather of the few rows it reads),
+group's inputs are one matmul over a window of that buffer (or a gather of the few rows it reads),
 and nothing upstream is copied per group. Autograd would keep one copy of the upstream deltas per
 group (memory growing with the square of the depth), so the mixing has a hand-written backward
 (`_Write` / `_Read`): each read adds W @ grad into a gradient buffer of the same shape, and each
@@ -320,6 +320,14 @@ def _rows(deltas: Tensor, plan: _Plan) -> Tensor:
     return deltas[plan.lo : plan.hi] if plan.rows is None else deltas.index_select(0, plan.rows)
 
 
+def carried_groups(graph: Graph, index: int) -> list[int]:
+    """The single-receiver groups whose share of the rows written before attention group
+    `index` rides on that group's matmul (see _Plan): its layer's MLP and, at the last layer,
+    the logits. The engine's plans and the attribution scores both follow this rule."""
+    last = graph.receiver_groups[index].layer == graph.n_layers - 1
+    return [index + 1] + ([len(graph.receiver_groups) - 1] if last else [])
+
+
 @dataclass(frozen=True)
 class _Part:
     """One hook's receivers within a group (the q, k or v heads; or the single receiver): its
@@ -416,8 +424,7 @@ class EdgeMaskedForward:
             if g.kind == "attn":
                 written = int((local_sender[: g.upstream] >= 0).sum())
                 rows = [rows_of.get(index, torch.zeros(0, dtype=torch.long))]
-                later = [index + 1] + ([len(groups) - 1] if g.layer == graph.n_layers - 1 else [])
-                for j in later:
+                for j in carried_groups(graph, index):
                     if j in rows_of and (early := rows_of[j][rows_of[j] < written]).numel():
                         carry.append(j)
                         rows.append(early)
