@@ -7,6 +7,18 @@ the MLP input, then logits. An edge joins every sender to every receiver downstr
 attention layer feeds the MLP of the same layer (GPT-2's sequential block). GPT-2 small has 32,491
 edges under this convention.
 
+Grouped-query attention follows MIB and TransformerLens's `ungroup_grouped_query_attention`: k and
+v receivers per *query* head (the loader rewrites the shared K/V weights per query head, so each
+query head's k/v input carries its own masked mix, exactly). With L layers and H query heads,
+
+    senders   = 1 + L (H + 1)
+    receivers = L (3H + 1) + 1
+    edges     = sum_l [3H (1 + l (H + 1)) + 1 + l (H + 1) + H] + 1 + L (H + 1)
+              = L (3H + 1) (1 + (L - 1)(H + 1) / 2) + L H + 1 + L (H + 1)
+
+(GPT-2 small 32,491; Qwen2.5-0.5B 179,749; SmolLM2-135M 123,211). `edge_count` also gives the
+grouped convention's count (k and v per KV head), which the engine does not offer.
+
 A circuit is a boolean vector over edges; `edge_sender` / `edge_receiver` index the dense
 [n_senders, n_receivers] view used by the patching engine and the attribution scores.
 """
@@ -75,6 +87,9 @@ class Graph:
 
     @classmethod
     def from_model(cls, model) -> Graph:
+        """The graph of a loaded bridge, after checking that the engine patches it exactly
+        (`check_patchable`)."""
+        check_patchable(model)
         return cls(model.cfg.n_layers, model.cfg.n_heads)
 
     @property
@@ -156,3 +171,115 @@ class Graph:
     def sparsity(self, circuit: Tensor) -> float:
         """1 - kept / all edges of the full graph."""
         return 1.0 - float(circuit.sum()) / self.n_edges
+
+
+def edge_count(
+    n_layers: int, n_heads: int, n_kv_heads: int | None = None, grouped: bool = False
+) -> int:
+    """Edges of the graph in closed form (module docstring). `grouped=True` counts k and v
+    receivers per KV head instead of per query head."""
+    kv = n_kv_heads if grouped and n_kv_heads else n_heads
+    per_layer_in = n_heads + 2 * kv  # attention receivers of one layer
+    total = 0
+    for layer in range(n_layers):
+        upstream = 1 + layer * (n_heads + 1)
+        total += per_layer_in * upstream + upstream + n_heads
+    return total + 1 + n_layers * (n_heads + 1)
+
+
+class UnsupportedArchitecture(ValueError):
+    """A model whose residual stream the engine cannot decompose into per-edge contributions."""
+
+
+def check_patchable(model, tolerance: float = 1e-4) -> None:
+    """Refuse, naming the reason, a model the engine cannot patch exactly. The engine needs, in
+    every block: q/k/v inputs per query head that equal the block's residual input; residual
+    after attention = residual before + the sum of the per-head outputs + a constant bias (no
+    norm on the summed heads, as Gemma-2/3's post-attention norms apply); the MLP reading that
+    residual and adding its output to it (sequential, not parallel, attention and MLP). Checked
+    on the structure and on one short forward (two 6-token rows)."""
+    cfg = model.cfg
+    name = getattr(model, "name", None) or getattr(cfg, "model_name", "model")
+    kv = getattr(cfg, "n_key_value_heads", None)
+    if kv and kv != cfg.n_heads:
+        raise UnsupportedArchitecture(
+            f"{name} has {kv} KV heads for {cfg.n_heads} query heads; load it with "
+            "hap.models.load_model, which ungroups grouped-query attention per query head"
+        )
+    if getattr(cfg, "parallel_attn_mlp", False):
+        raise UnsupportedArchitecture(
+            f"{name} runs attention and MLP in parallel; the engine patches sequential blocks only"
+        )
+    block = model.blocks[0]
+    post = [n for n in ("ln1_post", "ln2_post") if hasattr(block, n)]
+    if post:
+        raise UnsupportedArchitecture(
+            f"{name} normalises the summed attention/MLP outputs before the residual add "
+            f"({', '.join(post)}, as Gemma-2/3 do), so a head's contribution to the residual is not "
+            "its own output and per-edge patching would not be exact; use a pre-norm model "
+            "(GPT-2, Llama, Qwen2, SmolLM2)"
+        )
+    _check_decomposition(model, name, tolerance)
+
+
+@torch.no_grad()
+def _check_decomposition(model, name: str, tolerance: float) -> None:
+    device = next(model.parameters()).device
+    vocab = int(model.cfg.d_vocab)
+    tokens = torch.arange(12, device=device).reshape(2, 6) * 7 % vocab
+    layer = model.cfg.n_layers - 1
+    hooks = [
+        f"blocks.{layer}.{n}"
+        for n in (
+            "hook_resid_pre",
+            "hook_q_input",
+            "hook_k_input",
+            "hook_v_input",
+            "attn.hook_result",
+            "hook_resid_mid",
+            "hook_mlp_in",
+            "hook_mlp_out",
+            "hook_resid_post",
+        )
+    ]
+    seen: dict[str, Tensor] = {}
+
+    def keep(value: Tensor, hook, key: str) -> Tensor:
+        seen[key] = value
+        return value
+
+    from functools import partial
+
+    try:
+        model.run_with_hooks(tokens, fwd_hooks=[(h, partial(keep, key=h)) for h in hooks])
+    except Exception as error:
+        missing = [h for h in hooks if h not in seen]
+        raise UnsupportedArchitecture(
+            f"{name} does not expose the hooks the engine reads ({', '.join(missing) or error}); "
+            "load it with hap.models.load_model (split q/k/v inputs, per-head results)"
+        ) from error
+    missing = [h for h in hooks if h not in seen]
+    if missing:
+        raise UnsupportedArchitecture(f"{name} never fires {', '.join(missing)}")
+    g = {h.split(".", 2)[2]: v for h, v in seen.items()}
+    pre, mid, post = g["hook_resid_pre"], g["hook_resid_mid"], g["hook_resid_post"]
+    scale = float(pre.abs().max()) + 1.0
+    problems = []
+    for x in "qkv":
+        value = g[f"hook_{x}_input"]
+        if (
+            value.shape[2] != model.cfg.n_heads
+            or (value - pre[:, :, None]).abs().max() > tolerance * scale
+        ):
+            problems.append(f"its {x} inputs are not one residual copy per query head")
+    rest = mid - pre - g["attn.hook_result"].sum(2)
+    if (rest - rest[:1, :1]).abs().max() > tolerance * scale:
+        problems.append("the residual after attention is not the sum of its heads plus a bias")
+    if (g["hook_mlp_in"] - mid).abs().max() > tolerance * scale:
+        problems.append("its MLP does not read the residual after attention")
+    if (post - mid - g["hook_mlp_out"]).abs().max() > tolerance * scale:
+        problems.append("its MLP output is not added to the residual as is")
+    if problems:
+        raise UnsupportedArchitecture(
+            f"the engine cannot patch {name} exactly: {'; '.join(problems)}"
+        )

@@ -9,10 +9,14 @@ gradients with respect to activations or masks, never weights.
 
 from __future__ import annotations
 
+import copy
 import os
+import sys
 from pathlib import Path
 
 import torch
+
+from hap.zoo import REAL_MODELS, ensure_checkpoint
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
 DEFAULT_MODEL_NAME = "hap-default"
@@ -51,6 +55,8 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 def _resolve(name_or_path: str | os.PathLike | None) -> str:
     if name_or_path is None or str(name_or_path) == DEFAULT_MODEL_NAME:
         return str(DEFAULT_MODEL_DIR)
+    if str(name_or_path) in REAL_MODELS:
+        return str(ensure_checkpoint(REAL_MODELS[str(name_or_path)], log=_log))
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
@@ -72,21 +78,70 @@ def _resolve(name_or_path: str | os.PathLike | None) -> str:
         ) from error
 
 
+def _log(message: str) -> None:
+    print(f"hap: {message}", file=sys.stderr, flush=True)
+
+
+def ungroup_kv_heads(hf_model):
+    """`hf_model` with grouped-query attention rewritten as the same function with one K and V
+    projection per query head (each KV head's weights repeated for the query heads that share
+    it), or `hf_model` itself when it has no grouping. This is MIB's and TransformerLens's
+    `ungroup_grouped_query_attention` convention: the graph then holds k and v receivers per
+    query head, and masking one query head's k/v input changes that head alone, exactly."""
+    config = hf_model.config
+    n_heads = config.num_attention_heads
+    n_kv = getattr(config, "num_key_value_heads", None) or n_heads
+    if n_kv == n_heads:
+        return hf_model
+    group = n_heads // n_kv
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
+    state = hf_model.state_dict()
+    for key, value in state.items():
+        if key.endswith(
+            (
+                "self_attn.k_proj.weight",
+                "self_attn.v_proj.weight",
+                "self_attn.k_proj.bias",
+                "self_attn.v_proj.bias",
+            )
+        ):
+            rest = value.shape[1:]
+            per_head = value.reshape(n_kv, head_dim, *rest).repeat_interleave(group, 0)
+            state[key] = per_head.reshape(n_heads * head_dim, *rest)
+    ungrouped = copy.deepcopy(config)
+    ungrouped.num_key_value_heads = n_heads
+    model = type(hf_model)(ungrouped).to(next(hf_model.parameters()).dtype)
+    model.load_state_dict(state, strict=True)
+    model.hap_kv_groups = n_kv
+    return model.eval()
+
+
 def load_model(
     name_or_path: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ):
-    """Boot a TransformerBridge for the embedded model (None), a local path or a cached hub name."""
+    """Boot a TransformerBridge for the embedded model (None), a named real model (`hap models`),
+    a local path or a cached hub name. A grouped-query checkpoint is ungrouped first
+    (`ungroup_kv_heads`); `model.kv_heads` keeps its original KV head count."""
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     local = _resolve(name_or_path)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    dtype = dtype or torch.float32
+    config = AutoConfig.from_pretrained(local)
+    n_heads = getattr(config, "num_attention_heads", None)
+    kv_heads = getattr(config, "num_key_value_heads", None) or n_heads
+    hf_model = None
+    if n_heads and kv_heads != n_heads:
+        loaded = AutoModelForCausalLM.from_pretrained(local, dtype=dtype)
+        hf_model = ungroup_kv_heads(loaded).to(pick_device(device))
     model = TransformerBridge.boot_transformers(
-        local, device=str(pick_device(device)), dtype=dtype or torch.float32
+        local, device=str(pick_device(device)), dtype=dtype, hf_model=hf_model
     )
     model.enable_compatibility_mode(disable_warnings=True)
     model.set_use_split_qkv_input(True)
@@ -95,4 +150,9 @@ def load_model(
     model.requires_grad_(False)
     model.eval()
     model.name = DEFAULT_MODEL_NAME if local == str(DEFAULT_MODEL_DIR) else str(name_or_path)
+    model.kv_heads = kv_heads
+    spec = REAL_MODELS.get(str(name_or_path))
+    # The BOS convention of tasks built for this model: explicit for named real models; the
+    # tokenizer's BOS (when it has one) otherwise, as the embedded model was trained.
+    model.prepend_bos = spec.prepend_bos if spec else model.tokenizer.bos_token_id is not None
     return model

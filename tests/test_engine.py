@@ -26,6 +26,16 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    """A 2-layer Llama (4 query heads sharing 2 KV heads, RMSNorm with random weights, RoPE,
+    SwiGLU) with random weights, built offline and ungrouped by the loader."""
+    root = tmp_path_factory.mktemp("shapes")
+    model = load_model(build_checkpoint("llama-tiny", seed=1, root=root))
+    task = make_task("ioi", model.tokenizer, n_train=12, n_val=0, n_test=0, seed=4)
+    return model, Graph.from_model(model), task.train
+
+
+@pytest.fixture(scope="module")
 def trained(model, graph, ioi):
     return model, graph, ioi.train.subset(slice(0, 12))
 
@@ -77,7 +87,7 @@ def _objective(logits: torch.Tensor, batch) -> torch.Tensor:
     return (at * weights).sum()
 
 
-@pytest.mark.parametrize("which", ["tiny", "trained"])
+@pytest.mark.parametrize("which", ["tiny", "llama", "trained"])
 @pytest.mark.parametrize(
     "subset", ["all", "quarter", "five-percent", "input-and-logits", "structured"]
 )
@@ -106,8 +116,9 @@ def test_structured_set_takes_the_gathered_read(trained):
     assert any(plan.rows is not None for plan in forward.plans.values())
 
 
-def test_tiny_model_all_ones_is_clean_and_all_zeros_is_corrupted(tiny):
-    model, graph, batch = tiny
+@pytest.mark.parametrize("which", ["tiny", "llama"])
+def test_all_ones_is_clean_and_all_zeros_is_corrupted(which, request):
+    model, graph, batch = request.getfixturevalue(which)
     clean_logits = run_activations(model, graph, batch.clean)[0]
     corrupted_logits, baseline = run_activations(model, graph, batch.corrupted)
     forward = EdgeMaskedForward(model, graph)
@@ -186,7 +197,7 @@ def test_bf16_stays_within_tolerance_of_fp32(trained):
     assert len(set(top32) & set(top16)) >= 0.9 * k
 
 
-@pytest.mark.parametrize("which", ["tiny", "trained"])
+@pytest.mark.parametrize("which", ["tiny", "llama", "trained"])
 def test_eap_scores_are_minus_the_mask_gradient_at_one(which, request):
     """score(u -> v) = (y~_u - y_u) . d metric / d x_v = -d metric / d m[u, v] at m = 1."""
     model, graph, batch = request.getfixturevalue(which)

@@ -1,0 +1,130 @@
+"""Architectures beyond GPT-2: the edge-count formula, grouped-query attention ungrouped per query
+head (MIB's convention), hand-written patches on a random Llama, and the refusal of what the engine
+cannot patch exactly (Gemma-3's post-norms). Every model here is built offline from a config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from hap.graph import Graph, UnsupportedArchitecture, edge_count
+from hap.models import load_model
+from hap.patching import EdgeMaskedForward, run_activations
+from hap.shapes import LLAMA_SHAPES, build_checkpoint
+from hap.tasks import make_task
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return tmp_path_factory.mktemp("shapes")
+
+
+@pytest.fixture(scope="module")
+def llama(shapes):
+    path = build_checkpoint("llama-tiny", seed=2, root=shapes)
+    model = load_model(path)
+    batch = make_task("ioi", model.tokenizer, n_train=8, n_val=0, n_test=0, seed=9).train
+    return path, model, Graph.from_model(model), batch
+
+
+@pytest.mark.parametrize(
+    ("shape", "edges"),
+    [((12, 12), 32491), ((24, 14), 179749), ((30, 9), 123211), ((2, 4), 110), ((4, 8), 1519)],
+)
+def test_edge_count_formula(shape, edges):
+    """GPT-2 small and Qwen2.5-0.5B as MIB counts them, SmolLM2-135M, the tiny Llama and the
+    default model: the closed form, the graph's own enumeration and the figure agree."""
+    assert edge_count(*shape) == Graph(*shape).n_edges == edges
+
+
+def test_grouped_convention_counts_kv_receivers_per_kv_head():
+    # 2 layers, 4 query heads, 2 KV heads: attention receivers per layer 4 + 2 * 2 = 8, not 12.
+    # Layer 0: 8 * 1 + (1 + 4); layer 1: 8 * 6 + (6 + 4); logits: 11.
+    assert edge_count(2, 4, 2, grouped=True) == 8 + 5 + 48 + 10 + 11
+    assert edge_count(2, 4, 2, grouped=False) == 110
+
+
+def test_ungrouped_model_is_the_same_function(llama):
+    path, model, graph, batch = llama
+    original = AutoModelForCausalLM.from_pretrained(path).eval()
+    assert original.config.num_key_value_heads == 2 and model.kv_heads == 2
+    assert LLAMA_SHAPES["llama-tiny"]["num_attention_heads"] == graph.n_heads == 4
+    with torch.no_grad():
+        want = original(batch.clean).logits.log_softmax(-1)
+        got = model(batch.clean).log_softmax(-1)
+    assert (want - got).abs().max() < 1e-4
+
+
+def test_all_ones_is_clean_and_all_zeros_is_corrupted(llama):
+    _, model, graph, batch = llama
+    clean = run_activations(model, graph, batch.clean)[0]
+    corrupted, baseline = run_activations(model, graph, batch.corrupted)
+    forward = EdgeMaskedForward(model, graph)
+    with torch.no_grad():
+        ones = forward(batch.clean, torch.ones(graph.n_edges), baseline)
+        zeros = forward(batch.clean, torch.zeros(graph.n_edges), baseline)
+    assert (ones - clean).abs().max() < 1e-4
+    assert (zeros - corrupted).abs().max() < 1e-4
+    assert (clean - corrupted).abs().max() > 1e-2
+
+
+def test_removing_one_k_edge_changes_that_query_head_alone(llama):
+    """Heads 2 and 3 share a KV head in the checkpoint; removing input -> a1.h3<k> equals a hand
+    patch of head 3's k input only, and differs from patching the shared KV head (both)."""
+    _, model, graph, batch = llama
+    clean, acts = run_activations(model, graph, batch.clean)
+    _, baseline = run_activations(model, graph, batch.corrupted)
+    delta = acts.senders[0] - baseline.senders[0]
+
+    def patch(heads):
+        def hook(value, hook):
+            value = value.clone()
+            value[:, :, heads] -= delta[:, :, None]
+            return value
+
+        return model.run_with_hooks(batch.clean, fwd_hooks=[("blocks.1.hook_k_input", hook)])
+
+    mask = torch.ones(graph.n_edges)
+    mask[graph.edge_names().index("input->a1.h3<k>")] = 0
+    with torch.no_grad():
+        got = EdgeMaskedForward(model, graph)(batch.clean, mask, baseline)
+        alone, shared = patch([3]), patch([2, 3])
+    assert (got - alone).abs().max() < 1e-4
+    assert (alone - clean).abs().max() > 1e-3
+    assert (alone - shared).abs().max() > 1e-3
+
+
+def test_keeping_one_path_equals_a_hand_written_patch(llama):
+    """Keep input -> a0.h1<q,k,v>, a0.h1 -> m1 and m1 -> logits: a0.h1 computes its clean
+    output, m1 alone reads it on top of the corrupted run, and m1's change reaches the logits.
+    The same edges without the head's inputs carry nothing (the head sees corrupted inputs)."""
+    _, model, graph, batch = llama
+    _, acts = run_activations(model, graph, batch.clean)
+    corrupted, baseline = run_activations(model, graph, batch.corrupted)
+    sender = graph.sender_names.index("a0.h1")
+    delta = acts.senders[sender] - baseline.senders[sender]
+    expected = model.run_with_hooks(
+        batch.corrupted,
+        fwd_hooks=[("blocks.1.hook_mlp_in", lambda value, hook: value + delta)],
+    )
+    names = graph.edge_names()
+    mask = torch.zeros(graph.n_edges)
+    mask[names.index("a0.h1->m1")] = 1
+    mask[names.index("m1->logits")] = 1
+    forward = EdgeMaskedForward(model, graph)
+    with torch.no_grad():
+        edge_alone = forward(batch.clean, mask, baseline)
+        for x in "qkv":
+            mask[names.index(f"input->a0.h1<{x}>")] = 1
+        got = forward(batch.clean, mask, baseline)
+    assert (edge_alone - corrupted).abs().max() < 1e-4
+    assert (got - expected).abs().max() < 1e-4
+    assert (expected - corrupted).abs().max() > 1e-3
+
+
+def test_gemma3_post_norms_are_refused_in_one_line(shapes):
+    model = load_model(build_checkpoint("gemma-tiny", seed=1, root=shapes))
+    with pytest.raises(UnsupportedArchitecture, match="ln1_post") as error:
+        Graph.from_model(model)
+    assert "\n" not in str(error.value)
