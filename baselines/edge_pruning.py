@@ -6,7 +6,7 @@ import time
 
 from hap.circuit import Circuit, edges_for_sparsity
 from hap.graph import Graph
-from hap.masks import SearchConfig, binarize, learn_masks
+from hap.masks import SearchConfig, binarize, learn_masks, median_step
 from hap.tasks.base import Task
 
 
@@ -31,5 +31,6 @@ def discover(
             "warmup": result.warmup,
             "stopped": result.stopped,
             "val_history": result.val_history,
+            "step_s": median_step(result.step_seconds),
         },
     )

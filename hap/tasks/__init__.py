@@ -2,25 +2,55 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from hap.tasks.base import Example, Task, TaskData, TaskError, build_task, check_vocabulary
 from hap.tasks.gendered_pronoun import gendered_pronoun_example
 from hap.tasks.greater_than import greater_than_example
 from hap.tasks.ioi import ioi_example
+from hap.tasks.vocab import too_few, words_for
 
 GENERATORS = {
     "ioi": ioi_example,
     "greater-than": greater_than_example,
     "gendered-pronoun": gendered_pronoun_example,
 }
+SLOTS = {
+    "ioi": ("female_names", "male_names", "places", "objects"),
+    "greater-than": ("events",),
+    "gendered-pronoun": ("female_names", "male_names", "jobs", "places"),
+}
 
 
 def make_task(
-    name: str, tokenizer, n_train: int = 200, n_val: int = 100, n_test: int = 200, seed: int = 0
+    name: str,
+    tokenizer,
+    n_train: int = 200,
+    n_val: int = 100,
+    n_test: int = 200,
+    seed: int = 0,
+    prepend_bos: bool | None = None,
 ) -> Task:
-    """Build task `name` for `tokenizer`; splits are disjoint and fixed by `seed`."""
+    """Build task `name` for `tokenizer`; splits are disjoint and fixed by `seed`. Slot words
+    are those that are single tokens of this tokenizer (`words_for`); `prepend_bos` is the BOS
+    convention (`hap.tasks.base.tokenize`; a loaded model carries its own as
+    `model.prepend_bos`)."""
     if name not in GENERATORS:
         raise TaskError(f"unknown task {name!r}; choose one of {sorted(GENERATORS)}")
-    return build_task(name, GENERATORS[name], tokenizer, n_train, n_val, n_test, seed)
+    words, dropped = words_for(tokenizer)
+    reason = too_few(words, dropped, SLOTS[name])
+    if reason:
+        raise TaskError(f"{name}: {reason}")
+    if name == "greater-than":
+        split = tokenizer(" 1732", add_special_tokens=False)["input_ids"]
+        if len(split) > 2:
+            pieces = [tokenizer.decode([i]) for i in split]
+            raise TaskError(
+                f"greater-than needs a year to be a century token plus a two-digit token; this "
+                f"tokenizer splits ' 1732' into {pieces}; use ioi or gendered-pronoun"
+            )
+    generator = partial(GENERATORS[name], words=words)
+    return build_task(name, generator, tokenizer, n_train, n_val, n_test, seed, prepend_bos)
 
 
 __all__ = [

@@ -123,8 +123,12 @@ def _single_token_ids(tokenizer, strings: Sequence[str]) -> dict[str, int]:
     return ids
 
 
-def _encode(tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+def _encode(tokenizer, texts: Sequence[str], prepend_bos: bool | None) -> list[list[int]]:
+    if prepend_bos is None:
+        prepend_bos = tokenizer.bos_token_id is not None
+    if prepend_bos and tokenizer.bos_token_id is None:
+        raise TaskError("prepend_bos=True but this tokenizer has no BOS token; pass False")
+    bos = [tokenizer.bos_token_id] if prepend_bos else []
     encoded = [bos + ids for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
     unk = tokenizer.unk_token_id
     if unk is not None:
@@ -155,10 +159,13 @@ def _pad_ids(rows: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
-def tokenize(examples: Sequence[Example], tokenizer) -> TaskData:
-    """Tokenise examples for `tokenizer`, prepending its BOS token when it has one."""
-    clean = _encode(tokenizer, [e.clean for e in examples])
-    corrupted = _encode(tokenizer, [e.corrupted for e in examples])
+def tokenize(examples: Sequence[Example], tokenizer, prepend_bos: bool | None = None) -> TaskData:
+    """Tokenise examples for `tokenizer`. The BOS convention is explicit: `prepend_bos` True puts
+    the tokenizer's BOS token first, False does not; None (the embedded model's and GPT-2's
+    convention) prepends it when the tokenizer has one. Words are encoded without the
+    tokenizer's own special tokens, so the convention is this argument alone."""
+    clean = _encode(tokenizer, [e.clean for e in examples], prepend_bos)
+    corrupted = _encode(tokenizer, [e.corrupted for e in examples], prepend_bos)
     mismatched = [
         (e.clean, e.corrupted) for e, c, k in zip(examples, clean, corrupted) if len(c) != len(k)
     ]
@@ -206,10 +213,11 @@ def build_task(
     n_val: int,
     n_test: int,
     seed: int,
+    prepend_bos: bool | None = None,
 ) -> Task:
     """Draw n_train + n_val + n_test distinct prompts from `seed` and split them in that order."""
     examples = sample_examples(generator, n_train + n_val + n_test, seed)
-    data = tokenize(examples, tokenizer)
+    data = tokenize(examples, tokenizer, prepend_bos)
     bounds = (0, n_train, n_train + n_val, n_train + n_val + n_test)
     train, val, test = (data.subset(slice(a, b)) for a, b in zip(bounds, bounds[1:]))
     return Task(name=name, train=train, val=val, test=test, seed=seed)

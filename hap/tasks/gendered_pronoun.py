@@ -9,18 +9,20 @@ import random
 
 from hap.tasks.base import Example, heldout_key
 from hap.tasks.templates import GENDERED_PRONOUN_TEMPLATES
-from hap.tasks.vocab import FEMALE_NAMES, JOBS, MALE_NAMES, PLACES
+from hap.tasks.vocab import ALL_WORDS, Words
 
 
-def gendered_pronoun_example(rng: random.Random, heldout: bool | None = None) -> Example:
+def gendered_pronoun_example(
+    rng: random.Random, heldout: bool | None = None, words: Words = ALL_WORDS
+) -> Example:
     while True:
         t = rng.randrange(len(GENDERED_PRONOUN_TEMPLATES))
         female = rng.random() < 0.5
-        name = rng.choice(FEMALE_NAMES if female else MALE_NAMES)
-        job, place = rng.choice(JOBS), rng.choice(PLACES)
+        name = rng.choice(words.female_names if female else words.male_names)
+        job, place = rng.choice(words.jobs), rng.choice(words.places)
         if heldout is None or heldout_key("gp", t, name, job, place) == heldout:
             break
-    other = rng.choice(MALE_NAMES if female else FEMALE_NAMES)
+    other = rng.choice(words.male_names if female else words.female_names)
     template = GENDERED_PRONOUN_TEMPLATES[t]
     pronoun, wrong = (" she", " he") if female else (" he", " she")
     return Example(

@@ -10,14 +10,16 @@ import random
 
 from hap.tasks.base import Example, heldout_key
 from hap.tasks.templates import GREATER_THAN_TEMPLATE
-from hap.tasks.vocab import CENTURIES, EVENTS
+from hap.tasks.vocab import ALL_WORDS, CENTURIES, Words
 
 YEARS: tuple[str, ...] = tuple(f"{y:02d}" for y in range(100))
 
 
-def greater_than_example(rng: random.Random, heldout: bool | None = None) -> Example:
+def greater_than_example(
+    rng: random.Random, heldout: bool | None = None, words: Words = ALL_WORDS
+) -> Example:
     while True:
-        event, century, yy = rng.choice(EVENTS), rng.choice(CENTURIES), rng.randrange(2, 99)
+        event, century, yy = rng.choice(words.events), rng.choice(CENTURIES), rng.randrange(2, 99)
         if heldout is None or heldout_key("gt", event, century, yy) == heldout:
             break
 

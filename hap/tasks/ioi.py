@@ -11,7 +11,7 @@ import random
 
 from hap.tasks.base import Example, heldout_key
 from hap.tasks.templates import IOI_TEMPLATES
-from hap.tasks.vocab import NAMES, OBJECTS, PLACES
+from hap.tasks.vocab import ALL_WORDS, Words
 
 
 def fill_ioi(template: str, io: str, s: str, abba: bool, place: str, obj: str) -> str:
@@ -19,16 +19,18 @@ def fill_ioi(template: str, io: str, s: str, abba: bool, place: str, obj: str) -
     return template.format(A=a, B=b, S2=s, PLACE=place, OBJECT=obj)
 
 
-def ioi_example(rng: random.Random, heldout: bool | None = None) -> Example:
+def ioi_example(
+    rng: random.Random, heldout: bool | None = None, words: Words = ALL_WORDS
+) -> Example:
     """One IOI prompt pair; `heldout` restricts (True) or excludes (False) the held-out combos."""
     while True:
         t = rng.randrange(len(IOI_TEMPLATES))
-        io, s = rng.sample(NAMES, 2)
+        io, s = rng.sample(words.names, 2)
         if heldout is None or heldout_key("ioi", t, io, s) == heldout:
             break
     abba = rng.random() < 0.5
-    place, obj = rng.choice(PLACES), rng.choice(OBJECTS)
-    x, y, z = rng.sample([n for n in NAMES if n not in (io, s)], 3)
+    place, obj = rng.choice(words.places), rng.choice(words.objects)
+    x, y, z = rng.sample([n for n in words.names if n not in (io, s)], 3)
     template = IOI_TEMPLATES[t]
     corrupted = template.format(A=x, B=y, S2=z, PLACE=place, OBJECT=obj)
     return Example(

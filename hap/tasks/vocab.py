@@ -6,6 +6,8 @@ embedded model's word-level tokenizer, so the same tasks run on both without re-
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields, replace
+
 FEMALE_NAMES: tuple[str, ...] = (
     "Mary",
     "Alice",
@@ -186,3 +188,58 @@ VERBS: tuple[str, ...] = (
     "kept",
     "moved",
 )
+
+
+@dataclass(frozen=True)
+class Words:
+    """The slot words a task draws from. `for_tokenizer` keeps those a tokenizer can use."""
+
+    female_names: tuple[str, ...] = FEMALE_NAMES
+    male_names: tuple[str, ...] = MALE_NAMES
+    places: tuple[str, ...] = PLACES
+    objects: tuple[str, ...] = OBJECTS
+    events: tuple[str, ...] = EVENTS
+    jobs: tuple[str, ...] = JOBS
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.female_names + self.male_names
+
+
+ALL_WORDS = Words()
+
+# The fewest words per slot a task keeps: IOI draws 5 distinct names per prompt pair.
+MINIMUM = {"female_names": 5, "male_names": 5, "places": 3, "objects": 3, "events": 3, "jobs": 3}
+
+
+def _single(tokenizer, text: str) -> bool:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return len(ids) == 1 and ids[0] != tokenizer.unk_token_id
+
+
+def words_for(tokenizer) -> tuple[Words, dict[str, list[str]]]:
+    """The words that are single tokens of `tokenizer` after a space (names also at the start of a
+    prompt, where Gendered-Pronoun puts them), and the dropped words per slot. On GPT-2's and the
+    embedded tokenizer nothing is dropped, so prompts drawn from a seed stay the same."""
+    kept, dropped = {}, {}
+    for f in fields(Words):
+        words = getattr(Words(), f.name)
+        bare = f.name.endswith("names")
+        ok = tuple(
+            w for w in words if _single(tokenizer, " " + w) and (not bare or _single(tokenizer, w))
+        )
+        kept[f.name] = ok
+        dropped[f.name] = [w for w in words if w not in ok]
+    return replace(Words(), **kept), dropped
+
+
+def too_few(words: Words, dropped: dict[str, list[str]], slots: tuple[str, ...]) -> str | None:
+    """A one-line reason when a slot a task needs keeps fewer words than MINIMUM, else None."""
+    short = [s for s in slots if len(getattr(words, s)) < MINIMUM[s]]
+    if not short:
+        return None
+    detail = "; ".join(
+        f"{s}: {len(getattr(words, s))} left (need {MINIMUM[s]}), dropped {dropped[s]}"
+        for s in short
+    )
+    return f"too few single-token words for this tokenizer: {detail}"
