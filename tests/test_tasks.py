@@ -79,3 +79,72 @@ def test_vocabulary_mismatch_is_detected(ioi):
 def test_unknown_task_names_the_choices(model):
     with pytest.raises(TaskError, match="greater-than"):
         make_task("ioii", model.tokenizer)
+
+
+def _byte_level_bpe(corpus: list[str], vocab_size: int = 400):
+    """A real byte-level BPE tokenizer trained offline on `corpus`: words it saw often become
+    single tokens, the rest split into pieces (as a pretrained model's tokenizer splits rare names)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    core.train_from_iterator(corpus * 20, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>")
+
+
+def _corpus(names: tuple[str, ...]) -> list[str]:
+    from hap.tasks.templates import IOI_TEMPLATES
+    from hap.tasks.vocab import OBJECTS, PLACES
+
+    lines = [t.replace("{", "").replace("}", "") for t in IOI_TEMPLATES]
+    words = [f"{w} {w}" for w in names] + [f" {w} {w}" for w in names + PLACES + OBJECTS]
+    return lines + words
+
+
+def test_ioi_keeps_only_single_token_words_of_a_bpe_tokenizer():
+    from hap.tasks.vocab import FEMALE_NAMES, MALE_NAMES, words_for
+
+    seen = FEMALE_NAMES[:8] + MALE_NAMES[:8]
+    tokenizer = _byte_level_bpe(_corpus(seen))
+    words, dropped = words_for(tokenizer)
+    assert set(words.names) == set(seen)  # every name the tokenizer never saw is split, dropped
+    assert "Victoria" in dropped["female_names"]
+    task = make_task("ioi", tokenizer, n_train=20, n_val=0, n_test=0, seed=1, prepend_bos=False)
+    used = {tokenizer.decode([int(i)]).strip() for i in task.train.answers.flatten()}
+    assert used <= set(seen)
+    assert task.train.clean.shape == task.train.corrupted.shape
+
+
+def test_too_few_single_token_names_are_refused_with_the_list():
+    from hap.tasks.vocab import FEMALE_NAMES, MALE_NAMES
+
+    tokenizer = _byte_level_bpe(_corpus(FEMALE_NAMES[:8] + MALE_NAMES[:2]))
+    with pytest.raises(TaskError, match=r"male_names: 2 left \(need 5\), dropped \[.*'Michael'"):
+        make_task("ioi", tokenizer, n_train=4, n_val=0, n_test=0)
+
+
+def test_greater_than_is_refused_where_years_split_into_digits():
+    from hap.tasks.vocab import NAMES
+
+    tokenizer = _byte_level_bpe(_corpus(NAMES) + ["The war lasted from the year 1"])
+    with pytest.raises(TaskError, match="splits ' 1732'"):
+        make_task("greater-than", tokenizer, n_train=4, n_val=0, n_test=0)
+
+
+def test_bos_convention_is_explicit(model):
+    kwargs = {"n_train": 6, "n_val": 0, "n_test": 0, "seed": 2}
+    implicit = make_task("ioi", model.tokenizer, **kwargs).train
+    with_bos = make_task("ioi", model.tokenizer, prepend_bos=True, **kwargs).train
+    without = make_task("ioi", model.tokenizer, prepend_bos=False, **kwargs).train
+    assert model.prepend_bos is True  # the embedded model was trained with BOS first
+    assert torch.equal(implicit.clean, with_bos.clean)
+    assert bool((with_bos.clean[:, 0] == model.tokenizer.bos_token_id).all())
+    assert torch.equal(with_bos.clean[:, 1:], without.clean[:, : with_bos.clean.shape[1] - 1])
+    assert torch.equal(with_bos.position - 1, without.position)
