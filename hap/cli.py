@@ -227,9 +227,37 @@ def frontier(args: argparse.Namespace) -> dict:
     return summary
 
 
+def _full_model_only(model, task, reason: str) -> dict:
+    """The full model's task metrics where the engine refuses the architecture: a model can be
+    checked on a task even when its circuits cannot be searched."""
+    from hap import metrics
+
+    start = time.perf_counter()
+    data = task.test.to(next(model.parameters()).device)
+    with torch.no_grad():
+        logits = torch.cat(
+            [metrics.at_position(model(b.clean), b.position).float() for b in data.batches(32)]
+        )
+    return {
+        "task": task.name,
+        "model": model.name,
+        "device": str(next(model.parameters()).device),
+        "n_test": len(data),
+        "full_accuracy": float(metrics.accuracy(logits, data).float().mean()),
+        "full_logit_diff": float(metrics.logit_diff(logits, data).mean()),
+        "circuits": f"refused: {reason}",
+        "wall_s": time.perf_counter() - start,
+    }
+
+
 def baseline(args: argparse.Namespace) -> dict:
+    from hap.graph import UnsupportedArchitecture
+
     model = load_model(args.model, device=args.device)
-    graph = Graph.from_model(model)
+    try:
+        graph = Graph.from_model(model)
+    except UnsupportedArchitecture as refusal:
+        graph, reason = None, str(refusal)
     task = make_task(
         args.task,
         model.tokenizer,
@@ -239,6 +267,8 @@ def baseline(args: argparse.Namespace) -> dict:
         seed=args.seed,
         prepend_bos=model.prepend_bos,
     )
+    if graph is None:
+        return _full_model_only(model, task, reason)
     start = time.perf_counter()
     empty = evaluate_circuit(
         model,
