@@ -81,7 +81,7 @@ def test_unknown_task_names_the_choices(model):
         make_task("ioii", model.tokenizer)
 
 
-def _byte_level_bpe(corpus: list[str], vocab_size: int = 400):
+def _byte_level_bpe(corpus: list[str], vocab_size: int = 3000):
     """A real byte-level BPE tokenizer trained offline on `corpus`: words it saw often become
     single tokens, the rest split into pieces (as a pretrained model's tokenizer splits rare names)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -99,12 +99,13 @@ def _byte_level_bpe(corpus: list[str], vocab_size: int = 400):
     return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>")
 
 
-def _corpus(names: tuple[str, ...]) -> list[str]:
+def _corpus(names: tuple[str, ...], bare: bool = True) -> list[str]:
     from hap.tasks.templates import IOI_TEMPLATES
     from hap.tasks.vocab import OBJECTS, PLACES
 
     lines = [t.replace("{", "").replace("}", "") for t in IOI_TEMPLATES]
-    words = [f"{w} {w}" for w in names] + [f" {w} {w}" for w in names + PLACES + OBJECTS]
+    words = [f" {w} {w}" for w in names + PLACES + OBJECTS]
+    words += [f"{w} {w}" for w in names] if bare else []
     return lines + words
 
 
@@ -122,6 +123,22 @@ def test_ioi_keeps_only_single_token_words_of_a_bpe_tokenizer():
     assert task.train.clean.shape == task.train.corrupted.shape
 
 
+def test_names_that_open_a_prompt_must_be_single_tokens_bare_too():
+    """Gendered-Pronoun starts prompts with a name, IOI never does: a name that is one token only
+    after a space serves IOI and is dropped for Gendered-Pronoun."""
+    from hap.tasks.vocab import FEMALE_NAMES, JOBS, MALE_NAMES, words_for
+
+    spaced_only = FEMALE_NAMES[:6] + MALE_NAMES[:6]
+    corpus = _corpus(spaced_only, bare=False) + [f" {j} {j}" for j in JOBS]
+    corpus += [f"{w} {w}" for w in FEMALE_NAMES[6:12] + MALE_NAMES[6:12]]
+    tokenizer = _byte_level_bpe(corpus)
+    ioi_words, _ = words_for(tokenizer)
+    pronoun_words, dropped = words_for(tokenizer, bare_names=True)
+    assert set(spaced_only) <= set(ioi_words.names)
+    assert not set(spaced_only) & set(pronoun_words.names)
+    assert "Mary" in dropped["female_names"]
+
+
 def test_too_few_single_token_names_are_refused_with_the_list():
     from hap.tasks.vocab import FEMALE_NAMES, MALE_NAMES
 
@@ -131,9 +148,10 @@ def test_too_few_single_token_names_are_refused_with_the_list():
 
 
 def test_greater_than_is_refused_where_years_split_into_digits():
-    from hap.tasks.vocab import NAMES
+    from hap.tasks.vocab import EVENTS, NAMES
 
-    tokenizer = _byte_level_bpe(_corpus(NAMES) + ["The war lasted from the year 1"])
+    events = [f" {e} {e}" for e in EVENTS]
+    tokenizer = _byte_level_bpe(_corpus(NAMES) + events + ["The war lasted from the year 1"])
     with pytest.raises(TaskError, match="splits ' 1732'"):
         make_task("greater-than", tokenizer, n_train=4, n_val=0, n_test=0)
 

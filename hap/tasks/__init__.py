@@ -37,7 +37,7 @@ def make_task(
     `model.prepend_bos`)."""
     if name not in GENERATORS:
         raise TaskError(f"unknown task {name!r}; choose one of {sorted(GENERATORS)}")
-    words, dropped = words_for(tokenizer)
+    words, dropped = words_for(tokenizer, bare_names=name == "gendered-pronoun")
     reason = too_few(words, dropped, SLOTS[name])
     if reason:
         raise TaskError(f"{name}: {reason}")

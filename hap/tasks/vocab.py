@@ -217,20 +217,21 @@ def _single(tokenizer, text: str) -> bool:
     return len(ids) == 1 and ids[0] != tokenizer.unk_token_id
 
 
-def words_for(tokenizer) -> tuple[Words, dict[str, list[str]]]:
-    """The words that are single tokens of `tokenizer` after a space (names also at the start of a
-    prompt, where Gendered-Pronoun puts them), and the dropped words per slot. On GPT-2's and the
-    embedded tokenizer nothing is dropped, so prompts drawn from a seed stay the same."""
+def words_for(tokenizer, bare_names: bool = False) -> tuple[Words, dict[str, list[str]]]:
+    """The words that are single tokens of `tokenizer` after a space, and the dropped words per
+    slot. `bare_names`: names must also be single tokens with no space before them (where
+    Gendered-Pronoun starts a prompt with one). On the embedded tokenizer nothing is dropped, so
+    prompts drawn from a seed stay the same."""
     kept, dropped = {}, {}
     for f in fields(Words):
-        words = getattr(Words(), f.name)
-        bare = f.name.endswith("names")
+        words = getattr(ALL_WORDS, f.name)
+        bare = bare_names and f.name.endswith("names")
         ok = tuple(
             w for w in words if _single(tokenizer, " " + w) and (not bare or _single(tokenizer, w))
         )
         kept[f.name] = ok
         dropped[f.name] = [w for w in words if w not in ok]
-    return replace(Words(), **kept), dropped
+    return replace(ALL_WORDS, **kept), dropped
 
 
 def too_few(words: Words, dropped: dict[str, list[str]], slots: tuple[str, ...]) -> str | None:
