@@ -26,7 +26,7 @@ A circuit is a boolean vector over edges; `edge_sender` / `edge_receiver` index 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import torch
 from torch import Tensor
@@ -191,13 +191,15 @@ class UnsupportedArchitecture(ValueError):
     """A model whose residual stream the engine cannot decompose into per-edge contributions."""
 
 
-def check_patchable(model, tolerance: float = 1e-4) -> None:
+def check_patchable(model, tolerance: float | None = None) -> None:
     """Refuse, naming the reason, a model the engine cannot patch exactly. The engine needs, in
     every block: q/k/v inputs per query head that equal the block's residual input; residual
     after attention = residual before + the sum of the per-head outputs + a constant bias (no
-    norm on the summed heads, as Gemma-2/3's post-attention norms apply); the MLP reading that
+    norm on the summed heads, as Gemma-2/3's post-attention norm applies; a norm after the MLP
+    is inside the MLP node and fine); the MLP reading that
     residual and adding its output to it (sequential, not parallel, attention and MLP). Checked
-    on the structure and on one short forward (two 6-token rows)."""
+    on the structure and on one short forward (two 6-token rows, the last block's hooks), to a
+    relative `tolerance` (default: 1e-4, or 4 machine epsilons of a half-precision model)."""
     cfg = model.cfg
     name = getattr(model, "name", None) or getattr(cfg, "model_name", "model")
     kv = getattr(cfg, "n_key_value_heads", None)
@@ -210,15 +212,16 @@ def check_patchable(model, tolerance: float = 1e-4) -> None:
         raise UnsupportedArchitecture(
             f"{name} runs attention and MLP in parallel; the engine patches sequential blocks only"
         )
-    block = model.blocks[0]
-    post = [n for n in ("ln1_post", "ln2_post") if hasattr(block, n)]
-    if post:
+    if hasattr(model.blocks[0], "ln1_post"):
         raise UnsupportedArchitecture(
-            f"{name} normalises the summed attention/MLP outputs before the residual add "
-            f"({', '.join(post)}, as Gemma-2/3 do), so a head's contribution to the residual is not "
-            "its own output and per-edge patching would not be exact; use a pre-norm model "
-            "(GPT-2, Llama, Qwen2, SmolLM2)"
+            f"{name} normalises the summed head outputs before the residual add (ln1_post, "
+            "Gemma-2/3's post-attention norm), so a head's contribution to the residual is not "
+            "its own output and per-edge patching would not be exact; use a model without a "
+            "post-attention norm (GPT-2, Llama, Qwen2, SmolLM2)"
         )
+    if tolerance is None:
+        dtype = next(model.parameters()).dtype
+        tolerance = max(1e-4, 4 * torch.finfo(dtype).eps)
     _check_decomposition(model, name, tolerance)
 
 
@@ -247,8 +250,6 @@ def _check_decomposition(model, name: str, tolerance: float) -> None:
     def keep(value: Tensor, hook, key: str) -> Tensor:
         seen[key] = value
         return value
-
-    from functools import partial
 
     try:
         model.run_with_hooks(tokens, fwd_hooks=[(h, partial(keep, key=h)) for h in hooks])

@@ -108,7 +108,6 @@ def ungroup_kv_heads(hf_model):
     ungrouped.num_key_value_heads = n_heads
     model = type(hf_model)(ungrouped).to(next(hf_model.parameters()).dtype)
     model.load_state_dict(state, strict=True)
-    model.hap_kv_groups = n_kv
     return model.eval()
 
 

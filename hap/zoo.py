@@ -81,7 +81,7 @@ REAL_MODELS: dict[str, RealModel] = {
             licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
             architecture="Gemma-3: 18 layers, 4 query heads / 1 KV head, d640, QK-norm, "
             "pre- and post-norms, local/global attention (hap baseline only: the engine refuses "
-            "its post-norms)",
+            "its post-attention norm)",
             prepend_bos=True,
             assemble=_assemble_gemma,
         ),

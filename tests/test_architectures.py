@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from hap.graph import Graph, UnsupportedArchitecture, edge_count
+from hap.graph import Graph, UnsupportedArchitecture, _check_decomposition, edge_count
 from hap.models import load_model
 from hap.patching import EdgeMaskedForward, run_activations
 from hap.shapes import LLAMA_SHAPES, build_checkpoint
@@ -128,3 +128,8 @@ def test_gemma3_post_norms_are_refused_in_one_line(shapes):
     with pytest.raises(UnsupportedArchitecture, match="ln1_post") as error:
         Graph.from_model(model)
     assert "\n" not in str(error.value)
+    # Without the structural check, the short forward finds the same fault, and only that one
+    # (q/k/v inputs, the MLP's read and its post-normed output are all as the engine needs).
+    with pytest.raises(UnsupportedArchitecture) as numeric:
+        _check_decomposition(model, "gemma", 1e-4)
+    assert str(numeric.value).endswith("not the sum of its heads plus a bias")
