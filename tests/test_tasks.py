@@ -147,12 +147,34 @@ def test_too_few_single_token_names_are_refused_with_the_list():
         make_task("ioi", tokenizer, n_train=4, n_val=0, n_test=0)
 
 
-def test_greater_than_is_refused_where_years_split_into_digits():
+def test_greater_than_reads_the_next_digit_where_years_split_into_digits():
     from hap.tasks.vocab import EVENTS, NAMES
 
     events = [f" {e} {e}" for e in EVENTS]
     tokenizer = _byte_level_bpe(_corpus(NAMES) + events + ["The war lasted from the year 1"])
-    with pytest.raises(TaskError, match="splits ' 1732'"):
+    task = make_task("greater-than", tokenizer, n_train=30, n_val=0, n_test=0, seed=3)
+    data = task.train
+    ends = [tokenizer.decode(row[: p + 1]) for row, p in zip(data.clean, data.position)]
+
+    def digits(ids: torch.Tensor, mask: torch.Tensor) -> list[int]:
+        return sorted(int(tokenizer.decode([int(i)])) for i in ids[mask])
+
+    for end, answers, a_mask, distractors, d_mask in zip(
+        ends, data.answers, data.answer_mask, data.distractors, data.distractor_mask
+    ):
+        tens = int(end.split("year ")[1][2])  # "... the year 1732 to the year 17" -> 3
+        assert digits(answers, a_mask) == list(range(tens + 1, 10))
+        assert digits(distractors, d_mask) == list(range(tens))
+        assert end.endswith(f"to the year {end.split('year ')[1][:2]}")
+
+
+def test_greater_than_is_refused_where_years_split_otherwise():
+    from hap.tasks.vocab import EVENTS, NAMES
+
+    events = [f" {e} {e}" for e in EVENTS]
+    corpus = _corpus(NAMES) + events + ["The war lasted from the year 173 173 173"]
+    tokenizer = _byte_level_bpe(corpus)
+    with pytest.raises(TaskError, match="splits ' 1732' into"):
         make_task("greater-than", tokenizer, n_train=4, n_val=0, n_test=0)
 
 

@@ -6,7 +6,7 @@ from functools import partial
 
 from hap.tasks.base import Example, Task, TaskData, TaskError, build_task, check_vocabulary
 from hap.tasks.gendered_pronoun import gendered_pronoun_example
-from hap.tasks.greater_than import greater_than_example
+from hap.tasks.greater_than import greater_than_digit_example, greater_than_example
 from hap.tasks.ioi import ioi_example
 from hap.tasks.vocab import too_few, words_for
 
@@ -22,6 +22,26 @@ SLOTS = {
 }
 
 
+def _generator(name: str, tokenizer):
+    """The task's prompt generator for this tokenizer: Greater-Than reads a two-digit year where
+    the tokenizer has one token per year ("17" + "32") and the next digit where it splits
+    numbers into digits; any other split is refused."""
+    if name != "greater-than":
+        return GENERATORS[name]
+    pieces = [
+        tokenizer.decode([i]) for i in tokenizer(" 1732", add_special_tokens=False)["input_ids"]
+    ]
+    digits = [p.strip() for p in pieces if p.strip()]
+    if digits == ["17", "32"]:
+        return greater_than_example
+    if digits == list("1732"):
+        return greater_than_digit_example
+    raise TaskError(
+        f"greater-than needs years split as century + two digits or as single digits; this "
+        f"tokenizer splits ' 1732' into {pieces}; use ioi or gendered-pronoun"
+    )
+
+
 def make_task(
     name: str,
     tokenizer,
@@ -32,7 +52,8 @@ def make_task(
     prepend_bos: bool | None = None,
 ) -> Task:
     """Build task `name` for `tokenizer`; splits are disjoint and fixed by `seed`. Slot words
-    are those that are single tokens of this tokenizer (`words_for`); `prepend_bos` is the BOS
+    are those that are single tokens of this tokenizer (`words_for`); Greater-Than reads the
+    next digit on digit-level tokenizers (`_generator`); `prepend_bos` is the BOS
     convention (`hap.tasks.base.tokenize`; a loaded model carries its own as
     `model.prepend_bos`)."""
     if name not in GENERATORS:
@@ -41,15 +62,7 @@ def make_task(
     reason = too_few(words, dropped, SLOTS[name])
     if reason:
         raise TaskError(f"{name}: {reason}")
-    if name == "greater-than":
-        split = tokenizer(" 1732", add_special_tokens=False)["input_ids"]
-        if len(split) > 2:
-            pieces = [tokenizer.decode([i]) for i in split]
-            raise TaskError(
-                f"greater-than needs a year to be a century token plus a two-digit token; this "
-                f"tokenizer splits ' 1732' into {pieces}; use ioi or gendered-pronoun"
-            )
-    generator = partial(GENERATORS[name], words=words)
+    generator = partial(_generator(name, tokenizer), words=words)
     return build_task(name, generator, tokenizer, n_train, n_val, n_test, seed, prepend_bos)
 
 

@@ -2,6 +2,11 @@
 
 Clean: "The war lasted from the year 1732 to the year 17" -> any of "33".."99" (answers) rather than
 "00".."32" (distractors). Corrupted: the start year becomes "1701", which leaves no year to rule out.
+
+Tokenizers that split numbers into digits (SmolLM2's, Gemma's) cannot name a two-digit year in one
+token, so for them the task reads the next digit instead (`greater_than_digit_example`): the
+same prompts, and the answers are the tens digits above the start year's, the distractors those
+below it (the equal digit, which could go either way, is neither).
 """
 
 from __future__ import annotations
@@ -31,4 +36,26 @@ def greater_than_example(
         corrupted=prompt("01"),
         answers=YEARS[yy + 1 :],
         distractors=YEARS[: yy + 1],
+    )
+
+
+def greater_than_digit_example(
+    rng: random.Random, heldout: bool | None = None, words: Words = ALL_WORDS
+) -> Example:
+    """Greater-Than for digit-level tokenizers (module docstring). Start years 10-89, so that
+    every prompt has both a larger and a smaller tens digit."""
+    while True:
+        event, century, yy = rng.choice(words.events), rng.choice(CENTURIES), rng.randrange(10, 90)
+        if heldout is None or heldout_key("gt", event, century, yy) == heldout:
+            break
+
+    def prompt(start: str) -> str:
+        return GREATER_THAN_TEMPLATE.format(EVENT=event, CENTURY=century, YY=start)
+
+    tens = yy // 10
+    return Example(
+        clean=prompt(YEARS[yy]),
+        corrupted=prompt("01"),
+        answers=tuple(str(d) for d in range(tens + 1, 10)),
+        distractors=tuple(str(d) for d in range(tens)),
     )
