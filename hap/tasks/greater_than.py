@@ -20,23 +20,30 @@ from hap.tasks.vocab import ALL_WORDS, CENTURIES, Words
 YEARS: tuple[str, ...] = tuple(f"{y:02d}" for y in range(100))
 
 
-def greater_than_example(
-    rng: random.Random, heldout: bool | None = None, words: Words = ALL_WORDS
-) -> Example:
+def _draw(
+    rng: random.Random, heldout: bool | None, words: Words, low: int, high: int
+) -> tuple[str, str, int]:
+    """(clean prompt, corrupted prompt, start year yy in [low, high)) for one event."""
     while True:
-        event, century, yy = rng.choice(words.events), rng.choice(CENTURIES), rng.randrange(2, 99)
+        event, century, yy = (
+            rng.choice(words.events),
+            rng.choice(CENTURIES),
+            rng.randrange(low, high),
+        )
         if heldout is None or heldout_key("gt", event, century, yy) == heldout:
             break
 
     def prompt(start: str) -> str:
         return GREATER_THAN_TEMPLATE.format(EVENT=event, CENTURY=century, YY=start)
 
-    return Example(
-        clean=prompt(YEARS[yy]),
-        corrupted=prompt("01"),
-        answers=YEARS[yy + 1 :],
-        distractors=YEARS[: yy + 1],
-    )
+    return prompt(YEARS[yy]), prompt("01"), yy
+
+
+def greater_than_example(
+    rng: random.Random, heldout: bool | None = None, words: Words = ALL_WORDS
+) -> Example:
+    clean, corrupted, yy = _draw(rng, heldout, words, 2, 99)
+    return Example(clean, corrupted, answers=YEARS[yy + 1 :], distractors=YEARS[: yy + 1])
 
 
 def greater_than_digit_example(
@@ -44,18 +51,11 @@ def greater_than_digit_example(
 ) -> Example:
     """Greater-Than for digit-level tokenizers (module docstring). Start years 10-89, so that
     every prompt has both a larger and a smaller tens digit."""
-    while True:
-        event, century, yy = rng.choice(words.events), rng.choice(CENTURIES), rng.randrange(10, 90)
-        if heldout is None or heldout_key("gt", event, century, yy) == heldout:
-            break
-
-    def prompt(start: str) -> str:
-        return GREATER_THAN_TEMPLATE.format(EVENT=event, CENTURY=century, YY=start)
-
+    clean, corrupted, yy = _draw(rng, heldout, words, 10, 90)
     tens = yy // 10
     return Example(
-        clean=prompt(YEARS[yy]),
-        corrupted=prompt("01"),
+        clean,
+        corrupted,
         answers=tuple(str(d) for d in range(tens + 1, 10)),
         distractors=tuple(str(d) for d in range(tens)),
     )
