@@ -2,6 +2,7 @@
 
 Every word here is a single token for GPT-2's BPE tokenizer (with a leading space) and for the
 embedded model's word-level tokenizer, so the same tasks run on both without re-tokenisation tricks.
+Other tokenizers (SmolLM2's, Gemma's) get the words that are single tokens for them: `words_for`.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ VERBS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Words:
-    """The slot words a task draws from. `for_tokenizer` keeps those a tokenizer can use."""
+    """The slot words a task draws from. `words_for` keeps those a tokenizer can use."""
 
     female_names: tuple[str, ...] = FEMALE_NAMES
     male_names: tuple[str, ...] = MALE_NAMES
