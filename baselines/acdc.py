@@ -15,8 +15,9 @@ import torch
 
 from hap import metrics
 from hap.circuit import Circuit
+from hap.config import ConfigError
 from hap.graph import Graph
-from hap.patching import Ablation, EdgeMaskedForward, fixed_references
+from hap.patching import Ablation, EdgeMaskedForward, check_ablation, fixed_references
 from hap.tasks.base import Task
 
 
@@ -31,8 +32,8 @@ class ACDCConfig:
 
     def validate(self) -> None:
         if self.threshold < 0 or self.n_examples < 1:
-            raise ValueError("acdc needs threshold >= 0 and n_examples >= 1")
-        Ablation(self.ablation)
+            raise ConfigError("acdc needs threshold >= 0 and n_examples >= 1")
+        check_ablation(self.ablation)
 
 
 @torch.no_grad()

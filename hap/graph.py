@@ -31,6 +31,8 @@ from functools import cached_property, partial
 import torch
 from torch import Tensor
 
+from hap.errors import UserError
+
 QKV = ("q", "k", "v")
 
 
@@ -61,10 +63,13 @@ class SenderGroup:
 
 @dataclass(frozen=True)
 class Graph:
-    """The edge graph of a transformer with `n_layers` layers of `n_heads` heads each."""
+    """The edge graph of a transformer with `n_layers` layers of `n_heads` heads each. `d_model`
+    is recorded where known (from a model, or a circuit file's config) so that circuit files name
+    the full shape EAP-IG and MIB write; it does not change the edges."""
 
     n_layers: int
     n_heads: int
+    d_model: int | None = field(default=None, compare=False)
     sender_groups: tuple[SenderGroup, ...] = field(init=False)
     receiver_groups: tuple[ReceiverGroup, ...] = field(init=False)
 
@@ -90,7 +95,12 @@ class Graph:
         """The graph of a loaded bridge, after checking that the engine patches it exactly
         (`check_patchable`)."""
         check_patchable(model)
-        return cls(model.cfg.n_layers, model.cfg.n_heads)
+        return cls(model.cfg.n_layers, model.cfg.n_heads, int(model.cfg.d_model))
+
+    def shape(self) -> str:
+        """The graph's shape in words, for messages that compare two graphs."""
+        d_model = f", d_model {self.d_model}" if self.d_model else ""
+        return f"{self.n_layers} layers x {self.n_heads} heads{d_model} ({self.n_edges:,} edges)"
 
     @property
     def n_senders(self) -> int:
@@ -158,6 +168,11 @@ class Graph:
         s, r = self._edges
         return [f"{self.sender_names[i]}->{self.receiver_names[j]}" for i, j in zip(s, r)]
 
+    @cached_property
+    def edge_index(self) -> dict[str, int]:
+        """Edge name (`sender->receiver`) -> edge index."""
+        return {name: i for i, name in enumerate(self.edge_names())}
+
     def dense(self, edge_values: Tensor) -> Tensor:
         """[n_edges] -> [n_senders, n_receivers], zero where no edge exists."""
         out = edge_values.new_zeros(self.n_senders, self.n_receivers)
@@ -187,7 +202,7 @@ def edge_count(
     return total + 1 + n_layers * (n_heads + 1)
 
 
-class UnsupportedArchitecture(ValueError):
+class UnsupportedArchitecture(UserError):
     """A model whose residual stream the engine cannot decompose into per-edge contributions."""
 
 

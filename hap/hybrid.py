@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hap.attribution import attribution_scores
+from hap.attribution import IG_POINTS, attribution_scores
 from hap.circuit import Circuit, edges_for_sparsity, top_edges
+from hap.config import ConfigError
 from hap.graph import Graph
 from hap.masks import SearchConfig, binarize, learn_masks, median_step
 from hap.tasks.base import Task
@@ -27,20 +28,24 @@ from hap.tasks.base import Task
 @dataclass(frozen=True)
 class HAPConfig:
     """candidate_multiple: candidates = this many times the target edge budget (4 keeps ~24% of
-    the graph at 94% sparsity, the paper's "roughly a quarter"). attribution_metric / ig_steps:
-    the stage-1 scorer (EAP by default). search: the shared Edge Pruning search, budget and
-    stopping rule included."""
+    the graph at 94% sparsity, the paper's "roughly a quarter"). attribution_metric / ig_steps /
+    ig_points: the stage-1 scorer (EAP by default). search: the shared Edge Pruning search, budget,
+    stopping rule and ablation included (the attribution stage scores against the same
+    ablation)."""
 
     candidate_multiple: float = 4.0
     attribution_metric: str = "logit_diff"
     ig_steps: int = 0
+    ig_points: str = "left"
     search: SearchConfig = field(default_factory=SearchConfig)
 
     def validate(self) -> None:
         if self.candidate_multiple < 1:
-            raise ValueError("candidate_multiple must be >= 1 (candidates >= the edge budget)")
+            raise ConfigError("candidate_multiple must be >= 1 (candidates >= the edge budget)")
         if self.attribution_metric not in ("logit_diff", "kl") or self.ig_steps < 0:
-            raise ValueError("attribution_metric must be logit_diff or kl, ig_steps >= 0")
+            raise ConfigError("attribution_metric must be logit_diff or kl, ig_steps >= 0")
+        if self.ig_points not in IG_POINTS:
+            raise ConfigError(f"ig_points={self.ig_points!r}: choose {' or '.join(IG_POINTS)}")
         self.search.validate()
 
 
@@ -62,6 +67,8 @@ def discover(
         config.attribution_metric,
         config.ig_steps,
         config.search.batch_size,
+        config.search.ablation,
+        config.ig_points,
     )
     candidates = candidate_edges(scores, n_keep, config.candidate_multiple)
     attributed = time.perf_counter()

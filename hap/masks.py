@@ -16,8 +16,11 @@ from torch import Tensor
 
 from hap import metrics
 from hap.circuit import edges_for_sparsity
+from hap.config import ConfigError
+from hap.errors import RunFailed, UserError
 from hap.graph import Graph
-from hap.patching import Ablation, EdgeMaskedForward, fixed_references
+from hap.patching import Ablation, EdgeMaskedForward, check_ablation, fixed_references
+from hap.progress import bar
 from hap.tasks.base import Task, TaskData
 
 BETA = 2.0 / 3.0  # temperature
@@ -91,8 +94,8 @@ class SearchConfig:
         if self.warmup is not None and self.warmup < 0:
             bad.append(f"warmup={self.warmup}")
         if bad:
-            raise ValueError(f"search settings must be positive: {', '.join(bad)}")
-        Ablation(self.ablation)
+            raise ConfigError(f"search settings must be positive: {', '.join(bad)}")
+        check_ablation(self.ablation)
 
 
 def warmup_steps(config: SearchConfig, start: float, target: float) -> int:
@@ -195,7 +198,7 @@ def learn_masks(
     prepared = _prepared_batches(model, graph, task.train.to(device), config)
     by_rule = config.steps is None
     if by_rule and len(task.val) == 0:
-        raise ValueError(
+        raise UserError(
             "the stopping rule scores KL on the validation split, which is empty: give the task "
             "validation prompts (--n-val) or a fixed budget (--set steps=N)"
         )
@@ -209,6 +212,7 @@ def learn_masks(
     stopped = "max_steps" if by_rule else "fixed"
     step_seconds: list[float] = []
     step = 0
+    shown = bar(total=limit, desc=f"search to {target_sparsity:.1%}", leave=False)
     for step in range(1, limit + 1):
         begin = time.perf_counter()
         batch, baseline, full = prepared[(step - 1) % len(prepared)]
@@ -219,6 +223,12 @@ def learn_masks(
         sparsity = 1.0 - keep_probability(log_alpha).sum() / graph.n_edges
         gap = (sparsity - target) / budget
         loss = kl + lambdas[0] * gap + lambdas[1] * gap**2
+        if not torch.isfinite(loss):
+            shown.close()
+            raise RunFailed(
+                f"the search's loss became {float(loss.detach())} at step {step} (KL "
+                f"{float(kl.detach())}, sparsity gap {float(gap.detach())}): lower lr or lambda_lr"
+            )
         mask_opt.zero_grad(set_to_none=True)
         lambda_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -227,6 +237,12 @@ def learn_masks(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         step_seconds.append(time.perf_counter() - begin)
+        shown.update()
+        if step % 10 == 1 and not shown.disable:
+            expected = float(1.0 - keep_probability(log_alpha.detach()).sum() / graph.n_edges)
+            shown.set_postfix(
+                kl=f"{float(kl):.3f}", sparsity=f"{expected:.3f}", target=f"{target:.3f}"
+            )
         if by_rule and step >= warmup and (step - warmup) % config.eval_every == 0:
             expected = float(1.0 - keep_probability(log_alpha.detach()).sum() / graph.n_edges)
             kept = binarize(graph, log_alpha.detach(), active, n_keep)
@@ -235,6 +251,7 @@ def learn_masks(
             if near and rule_fires([h[1] for h in val_history], config.patience, config.rel_tol):
                 stopped = "rule"
                 break
+    shown.close()
     return SearchResult(
         log_alpha=log_alpha.detach(),
         steps=step,

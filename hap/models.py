@@ -12,10 +12,12 @@ from __future__ import annotations
 import copy
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from hap.errors import UserError
 from hap.zoo import REAL_MODELS, ModelNotFoundError, ensure_checkpoint
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
@@ -32,7 +34,7 @@ def precision_dtype(precision: str) -> torch.dtype:
     activations in bfloat16; masks, KL and attribution scores are still accumulated in float32.
     tests/test_engine.py bounds bf16's error against fp32 on the default model."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     return torch.bfloat16 if precision == "bf16" else torch.float32
@@ -44,7 +46,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     chosen = torch.device(device)
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        raise UserError("device 'cuda' requested but CUDA is not available; use --device cpu")
     return chosen
 
 
@@ -119,15 +121,43 @@ def load_model(
     """Boot a TransformerBridge for the embedded model (None), a named real model (`hap models`),
     a local path or a cached hub name. A grouped-query checkpoint is ungrouped first
     (`ungroup_kv_heads`); `model.kv_heads` keeps its original KV head count."""
-    from transformer_lens.model_bridge import TransformerBridge
-    from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     local = _resolve(name_or_path)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    dtype = dtype or torch.float32
+    with _offline():
+        model = _boot(local, device, dtype or torch.float32)
+    model.name = DEFAULT_MODEL_NAME if local == str(DEFAULT_MODEL_DIR) else str(name_or_path)
+    spec = REAL_MODELS.get(str(name_or_path))
+    # The BOS convention of tasks built for this model: explicit for named real models; the
+    # tokenizer's BOS (when it has one) otherwise, as the embedded model was trained.
+    model.prepend_bos = spec.prepend_bos if spec else model.tokenizer.bos_token_id is not None
+    return model
+
+
+@contextmanager
+def _offline():
+    """The hub clients' offline switches, set only while a model loads (this machine has no
+    network; a user's own settings are left as they were afterwards)."""
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    saved = {key: os.environ.get(key) for key in keys}
+    for key in keys:
+        os.environ.setdefault(key, "1")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _boot(local: str, device, dtype: torch.dtype):
+    """The bridge of checkpoint folder `local`, with the hooks the graph needs switched on."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     config = AutoConfig.from_pretrained(local)
     n_heads = getattr(config, "num_attention_heads", None)
     kv_heads = getattr(config, "num_key_value_heads", None) or n_heads
@@ -144,10 +174,5 @@ def load_model(
     model.set_use_hook_mlp_in(True)
     model.requires_grad_(False)
     model.eval()
-    model.name = DEFAULT_MODEL_NAME if local == str(DEFAULT_MODEL_DIR) else str(name_or_path)
     model.kv_heads = kv_heads
-    spec = REAL_MODELS.get(str(name_or_path))
-    # The BOS convention of tasks built for this model: explicit for named real models; the
-    # tokenizer's BOS (when it has one) otherwise, as the embedded model was trained.
-    model.prepend_bos = spec.prepend_bos if spec else model.tokenizer.bos_token_id is not None
     return model

@@ -32,6 +32,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from hap.config import ConfigError
 from hap.graph import Graph, ReceiverGroup, SenderGroup
 from hap.metrics import at_position
 from hap.tasks.base import TaskData
@@ -43,6 +44,15 @@ class Ablation(StrEnum):
     CORRUPTED = "corrupted"  # the sender's output on the corrupted prompt
     MEAN = "mean"  # its mean over a reference set, per position
     ZERO = "zero"  # nothing (only the biases remain)
+
+
+def check_ablation(name: str) -> Ablation:
+    """`name` as an Ablation, or a one-line ConfigError listing the valid ones."""
+    try:
+        return Ablation(name)
+    except ValueError:
+        valid = ", ".join(a.value for a in Ablation)
+        raise ConfigError(f"ablation={name!r}: choose one of {valid}") from None
 
 
 def sender_hook(group: SenderGroup) -> str:

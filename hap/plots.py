@@ -1,18 +1,25 @@
-"""Sparsity-faithfulness and runtime figures from a sweep's results table (seaborn, PNG)."""
+"""Sparsity-faithfulness and runtime figures from a sweep's results table (PNG).
+
+Figures are matplotlib `Figure` objects saved directly: no pyplot state and no backend chosen at
+import, so a notebook that imports hap keeps its own.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import pandas as pd
+from matplotlib import rcParams
+from matplotlib.figure import Figure
 
 METHOD_ORDER = ["eap", "eap-ig", "acdc", "ep", "hap"]
+
+
+def _palette(methods: list[str]) -> dict[str, str]:
+    """One colour per method, in METHOD_ORDER, from matplotlib's default cycle."""
+    cycle = rcParams["axes.prop_cycle"].by_key()["color"]
+    order = [m for m in METHOD_ORDER if m in methods] + sorted(set(methods) - set(METHOD_ORDER))
+    return {m: cycle[i % len(cycle)] for i, m in enumerate(order)}
 
 
 def _methods(table: pd.DataFrame) -> list[str]:
@@ -35,19 +42,16 @@ def _curve(
     log: bool,
     reference: float | None = None,
 ) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     if reference is not None:
         ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label="full model")
-    sns.lineplot(
-        data=table,
-        x="target_sparsity",
-        y=column,
-        hue="method",
-        hue_order=_methods(table),
-        marker="o",
-        errorbar=("pi", 100),
-        ax=ax,
-    )
+    colors = _palette(_methods(table))
+    for method in _methods(table):
+        band = table[table["method"] == method].groupby("target_sparsity")[column]
+        stats = band.agg(["mean", "min", "max"])
+        ax.plot(stats.index, stats["mean"], marker="o", color=colors[method], label=method)
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=colors[method], alpha=0.2)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("edge sparsity (fraction of edges removed)")
@@ -56,7 +60,6 @@ def _curve(
     ax.legend(title="method")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_all(table: pd.DataFrame, out_dir: Path, runtime_sparsity: float = 0.94) -> list[Path]:
@@ -89,16 +92,17 @@ def plot_all(table: pd.DataFrame, out_dir: Path, runtime_sparsity: float = 0.94)
     )
 
     at = table[(table["target_sparsity"] - runtime_sparsity).abs() < 1e-9]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.barplot(
-        data=at,
-        x="method",
-        y="wall_s",
-        order=_methods(at),
-        errorbar="sd",
-        ax=ax,
-        hue="method",
-        legend=False,
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    order = _methods(at)
+    walls = at.groupby("method")["wall_s"].agg(["mean", "std"]).reindex(order)
+    colors = _palette(order)
+    ax.bar(
+        order,
+        walls["mean"],
+        yerr=walls["std"].fillna(0),
+        color=[colors[m] for m in order],
+        capsize=4,
     )
     ax.set_yscale("log")
     ax.set_xlabel("method")
@@ -112,11 +116,11 @@ def plot_all(table: pd.DataFrame, out_dir: Path, runtime_sparsity: float = 0.94)
     )
     fig.tight_layout()
     fig.savefig(paths[2], dpi=120)
-    plt.close(fig)
 
     hap = table[table["method"] == "hap"].groupby("target_sparsity")[["attribution_s", "pruning_s"]]
     stages = hap.mean()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     labels = [f"{s:.0%}" for s in stages.index]
     ax.bar(labels, stages["attribution_s"], label="stage 1: EAP attribution")
     ax.bar(
@@ -131,7 +135,6 @@ def plot_all(table: pd.DataFrame, out_dir: Path, runtime_sparsity: float = 0.94)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(paths[3], dpi=120)
-    plt.close(fig)
     return paths
 
 
@@ -141,8 +144,9 @@ def plot_frontier(summary: dict, path: Path) -> Path:
     the equal-faithfulness level dashed; titled with both ratios. `summary`: `hap frontier
     --json`'s object."""
     points = pd.DataFrame(summary["points"])
-    fig, ax = plt.subplots(figsize=(7, 4.8))
-    palette = dict(zip(_methods(points), sns.color_palette(n_colors=points["method"].nunique())))
+    fig = Figure(figsize=(7, 4.8))
+    ax = fig.subplots()
+    palette = _palette(_methods(points))
     for method, rows in points.groupby("method"):
         color = palette[method]
         if rows["steps"].isna().all():
@@ -199,5 +203,52 @@ def plot_frontier(summary: dict, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return path
+
+
+def plot_mib(summary: dict, path: Path) -> Path:
+    """Faithfulness against the fraction of edges kept (log x), one line per method: left the
+    curves CPR integrates (signed ranking, or the learned circuits), right |1 - f| of the ones
+    CMD integrates (absolute ranking, or the learned circuits). `summary`: `hap mib --json`."""
+    points = pd.DataFrame(summary["points"])
+    points = points[points["status"] == "ok"]
+    methods = _methods(points)
+    colors = _palette(methods)
+    fig = Figure(figsize=(11, 4.5))
+    left, right = fig.subplots(1, 2)
+    panels = (
+        (left, "signed", "faithfulness f", lambda f: f, "cpr", "CPR"),
+        (right, "absolute", "|1 - f|", lambda f: (1 - f).abs(), "cmd", "CMD"),
+    )
+    for ax, ranking, label, value, key, name in panels:
+        for method in methods:
+            rows = points[
+                (points["method"] == method) & points["ranking"].isin([ranking, "learned"])
+            ].sort_values("fraction")
+            area = summary["areas"][method][key]
+            shown = "failed" if area is None else f"{area:.3f}"
+            ax.plot(
+                rows["fraction"],
+                value(rows["faithfulness"]),
+                marker="o",
+                color=colors[method],
+                label=f"{method} ({name} {shown})",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("fraction of edges kept (log)")
+        ax.set_ylabel(label)
+        ax.axhline(1.0 if key == "cpr" else 0.0, color="grey", linestyle="--", linewidth=1)
+        ax.legend(fontsize=8)
+        ax.set_title(
+            f"{name}: {'signed' if key == 'cpr' else 'absolute'} ranking for scoring methods",
+            fontsize=9,
+        )
+    fig.suptitle(
+        f"MIB's grid on {summary['task']} / {summary['model']} ({summary['n_graph_edges']:,} "
+        f"edges), seed {summary['seed']}, {summary['ablation']} ablation",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
     return path

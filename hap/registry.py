@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from baselines import acdc, eap, edge_pruning
-from baselines.eap_ig import EAPIGConfig
+from hap_baselines import acdc, eap, edge_pruning
+from hap_baselines.eap_ig import EAPIGConfig
+
 from hap import config as configs
 from hap import hybrid
 from hap.circuit import Circuit
+from hap.errors import UserError
 from hap.masks import SearchConfig
 
 
@@ -56,7 +58,7 @@ BACKENDS: dict[str, Backend] = {
 
 def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise UserError(f"unknown method {name!r}; choose one of {', '.join(BACKENDS)}")
     return BACKENDS[name]
 
 

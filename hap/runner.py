@@ -1,20 +1,32 @@
 """The benchmark sweep: backends x tasks x target sparsities x seeds, resumable.
 
-Each finished run is appended to the results CSV atomically (write a temporary file, then rename),
-so a killed sweep loses at most the run in flight, and re-running the same sweep skips every row
-already there. A results file that cannot be read is never overwritten: the sweep stops with an
-error naming it. The seed fixes both the task's prompt sample and the method's randomness, so the
-seed bands in the plots cover data and optimisation noise together.
+The results CSV is append-only: each finished run adds one line, written with a single `write`
+to a file opened for appending and flushed to disk, so a killed sweep (even kill -9) loses at
+most the run in flight. A line cut short by a kill is never read as a row: it is dropped when
+the file is read, and cut off before the next append. Re-running the same sweep skips every run
+whose resume key is already in the file: the key hashes the method, task, model, seed, target,
+the backend's resolved config (ablation included) and the task sizes, so a changed setting
+reruns its rows instead of silently reusing old ones. A results file that cannot be read, or
+whose columns differ (an older version's), is never written to: the sweep stops with an error
+naming it.
+
+A run that fails (a search whose loss turned NaN, `hap.errors.RunFailed`) is a row with
+status "failed" and its reason in `error`, its metric columns empty; the sweep goes on, and a
+rerun does not repeat it (delete its row to retry). Each row records the commit and package
+versions that produced it. The seed fixes both the task's prompt sample and the method's
+randomness, so the seed bands in the plots cover data and optimisation noise together.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from importlib import metadata
@@ -25,15 +37,20 @@ import pandas as pd
 import torch
 
 from hap.circuit import edges_for_sparsity
+from hap.errors import RunFailed, UserError
 from hap.evaluate import evaluate_circuit, result_record
 from hap.graph import Graph
 from hap.models import load_model
+from hap.progress import bar
 from hap.registry import get_backend, resolve_settings
 from hap.tasks import make_task
 from hap.timing import measure
 
-KEY = ["method", "task", "model", "seed", "target_sparsity", "settings"]
+KEY = ["method", "task", "model", "seed", "target_sparsity", "settings", "run_key"]
 COLUMNS = KEY + [
+    "status",
+    "error",
+    "ablation",
     "steps",
     "stopped",
     "sparsity",
@@ -52,11 +69,17 @@ COLUMNS = KEY + [
     "step_s",
     "device",
     "threads",
+    "n_train",
+    "n_val",
+    "n_test",
     "config",
+    "git_commit",
+    "versions",
 ]
+PACKAGES = ("hap-bench", "torch", "transformer-lens", "transformers")
 
 
-class ResultsError(RuntimeError):
+class ResultsError(UserError):
     """The results file exists but cannot be used."""
 
 
@@ -68,7 +91,8 @@ class SweepConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     model: str | None = None
     device: str | None = None
-    threads: int = 2
+    threads: int | None = None  # torch CPU threads; None leaves the process's setting alone
+    ablation: str = "corrupted"  # what removed edges carry, in every search and evaluation
     n_train: int = 64
     n_val: int = 64
     n_test: int = 200
@@ -77,8 +101,10 @@ class SweepConfig:
     out: Path = field(default_factory=lambda: Path("results/sweep.csv"))
 
     def resolve(self) -> dict:
-        """Each method's typed config; raises for an unknown method, setting or sparsity."""
-        configs = resolve_settings(list(self.methods), self.settings)
+        """Each method's typed config (the sweep's ablation applied to every method); raises
+        for an unknown method, setting or sparsity."""
+        settings = {**self.settings, "ablation": self.ablation}
+        configs = resolve_settings(list(self.methods), settings)
         probe = Graph(1, 1)
         for sparsity in self.sparsities:
             edges_for_sparsity(probe, sparsity)
@@ -90,13 +116,28 @@ class SweepConfig:
         return json.dumps(dict(sorted(self.settings.items())))
 
 
+def _complete_text(path: Path) -> str:
+    """The file's text up to its last newline: a line cut short by a kill is no row."""
+    try:
+        text = path.read_bytes().decode()
+    except UnicodeDecodeError as error:
+        raise ResultsError(
+            f"{path} is corrupt (UnicodeDecodeError); move it away or repair it -- nothing was "
+            "overwritten"
+        ) from error
+    return text[: text.rfind("\n") + 1]
+
+
 def read_results(path: Path) -> pd.DataFrame:
     """The rows already written, or an empty table; raises ResultsError for an unusable file."""
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
+    text = _complete_text(path)
+    if not text:
+        return pd.DataFrame(columns=COLUMNS)
     try:
-        table = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        table = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise ResultsError(
             f"{path} is corrupt ({type(error).__name__}); move it away or repair it -- "
             "nothing was overwritten"
@@ -104,27 +145,56 @@ def read_results(path: Path) -> pd.DataFrame:
     missing = [c for c in KEY if c not in table.columns]
     if missing:
         raise ResultsError(
-            f"{path} lacks the columns {missing}; it is not a sweep results file -- move it away "
-            "or pass another --out"
+            f"{path} lacks the columns {missing}; it is not a sweep results file of this version "
+            "-- move it away or pass another --out"
+        )
+    if list(table.columns) != COLUMNS:
+        raise ResultsError(
+            f"{path} was written with other columns (an older hap-bench?); move it away or pass "
+            "another --out -- nothing was overwritten"
         )
     return table
 
 
+def _one_line(value: object) -> object:
+    return " ".join(value.split()) if isinstance(value, str) else value
+
+
 def append_row(path: Path, row: dict) -> None:
-    """Add one row, atomically: readers see the old file or the new one, never half of one."""
-    table = pd.concat([read_results(path), pd.DataFrame([row])], ignore_index=True)
+    """Add one row with a single write to the end of the file (header first on a new file),
+    flushed to disk. A partial last line left by a killed writer is cut off first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as f:
-        table.to_csv(f, index=False)
-    os.replace(tmp, path)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if not path.exists() or path.stat().st_size == 0:
+        writer.writerow(COLUMNS)
+    else:
+        complete = len(_complete_text(path).encode())
+        if complete != path.stat().st_size:
+            os.truncate(path, complete)
+    writer.writerow([_one_line(row.get(column)) for column in COLUMNS])
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, buffer.getvalue().encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def _done(table: pd.DataFrame) -> set[tuple]:
-    return {
-        (r.method, r.task, r.model, int(r.seed), round(float(r.target_sparsity), 6), r.settings)
-        for r in table.itertuples()
+def run_key(
+    method: str, task: str, model: str, seed: int, sparsity: float, config, sizes: dict
+) -> str:
+    """The resume key of one run: a hash of everything that decides its result."""
+    data = {
+        "method": method,
+        "task": task,
+        "model": model,
+        "seed": seed,
+        "target_sparsity": round(sparsity, 6),
+        "config": asdict(config),
+        **sizes,
     }
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _cpu_name() -> str:
@@ -137,31 +207,53 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_metadata(config: SweepConfig, device: torch.device) -> Path:
+def provenance() -> dict:
+    """The commit and package versions that produce a row (recorded in every row)."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     versions = {}
-    for package in ("hap-bench", "torch", "transformer-lens", "transformers", "pandas"):
+    for package in PACKAGES:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
+    return {"git_commit": commit, "versions": json.dumps(versions, sort_keys=True)}
+
+
+def write_metadata(config: SweepConfig, device: torch.device) -> Path:
+    """Append this invocation's machine and settings to `<out>.meta.json` ({"runs": [...]}):
+    one entry per `hap bench` call, so a resumed or extended sweep keeps every earlier entry."""
+    import psutil
+
     meta = {
-        "git_commit": commit,
-        "packages": versions,
+        **provenance(),
         "python": platform.python_version(),
+        "platform": platform.platform(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "cpu": _cpu_name(),
+        "cpu_count": psutil.cpu_count(logical=True),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "threads": torch.get_num_threads(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
     }
     path = config.out.with_suffix(".meta.json")
-    path.write_text(json.dumps(meta, indent=2) + "\n")
+    runs = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+            runs = old["runs"] if isinstance(old, dict) and "runs" in old else [old]
+        except json.JSONDecodeError:
+            runs = []
+    path.write_text(json.dumps({"runs": runs + [meta]}, indent=2) + "\n")
     return path
 
 
@@ -183,27 +275,32 @@ def calibration_note(model_name: str, graph: Graph) -> str | None:
 def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
     """Run every (task, seed, sparsity, method) not yet in `config.out`; methods innermost, so
     backends are interleaved in time and share the machine's drift."""
-    from tqdm import tqdm
-
     configs = config.resolve()
-    done = _done(read_results(config.out))  # before any work: a corrupt file stops us here
-    torch.set_num_threads(config.threads)
+    done = set(read_results(config.out)["run_key"])  # a corrupt file stops us here, unwritten
+    if config.threads:
+        torch.set_num_threads(config.threads)
     model = load_model(config.model, device=config.device)
     graph = Graph.from_model(model)
     config.calibration = calibration_note(model.name, graph)
     if config.calibration:
         print(f"hap: note: {config.calibration}", file=sys.stderr)
     device = next(model.parameters()).device
+    sizes = {"n_train": config.n_train, "n_val": config.n_val, "n_test": config.n_test}
     plan = [
-        (task, seed, sparsity, method)
+        (task, seed, sparsity, method, key)
         for task in config.tasks
         for seed in config.seeds
         for sparsity in config.sparsities
         for method in config.methods
-        if (method, task, model.name, seed, round(sparsity, 6), config.settings_key) not in done
+        if (key := run_key(method, task, model.name, seed, sparsity, configs[method], sizes))
+        not in done
     ]
+    origin = provenance()
     tasks = {}
-    for task_name, seed, sparsity, method in tqdm(plan, disable=not progress, desc="sweep"):
+    shown = bar(total=len(plan), desc="sweep") if progress else None
+    for task_name, seed, sparsity, method, key in plan:
+        if shown is not None:
+            shown.set_postfix(method=method, sparsity=sparsity, seed=seed)
         if (task_name, seed) not in tasks:
             tasks[(task_name, seed)] = make_task(
                 task_name,
@@ -214,40 +311,81 @@ def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
                 seed=seed,
                 prepend_bos=model.prepend_bos,
             )
-        task = tasks[(task_name, seed)]
-        backend = get_backend(method)
-        run = partial(backend, model, graph, task, sparsity, seed=seed, config=configs[method])
-        circuit, cost = measure(run, device)
-        result = evaluate_circuit(model, graph, task.test, circuit.mask)
-        append_row(
-            config.out,
-            {
-                "method": method,
-                "task": task_name,
-                "model": model.name,
-                "seed": seed,
-                "settings": config.settings_key,
-                "stopped": circuit.details.get("stopped"),
-                **result_record(circuit, result),
-                "wall_s": cost.wall_s,
-                "cpu_s": cost.cpu_s,
-                "peak_mem_mb": cost.peak_mem_mb,
-                "attribution_s": circuit.timings.get("attribution", 0.0),
-                "pruning_s": circuit.timings.get("pruning", 0.0),
-                "step_s": circuit.details.get("step_s"),
-                "device": str(device),
-                "threads": torch.get_num_threads(),
-            },
+        row = {
+            "method": method,
+            "task": task_name,
+            "model": model.name,
+            "seed": seed,
+            "target_sparsity": sparsity,
+            "settings": config.settings_key,
+            "run_key": key,
+            "ablation": config.ablation,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "config": json.dumps(asdict(configs[method]), sort_keys=True),
+            **sizes,
+            **origin,
+        }
+        row.update(
+            _run(
+                model,
+                graph,
+                tasks[(task_name, seed)],
+                method,
+                sparsity,
+                seed,
+                configs,
+                config,
+                device,
+            )
         )
+        append_row(config.out, row)
+        if shown is not None:
+            shown.update()
+    if shown is not None:
+        shown.close()
     write_metadata(config, device)
     return read_results(config.out)
 
 
-def area_metrics(table: pd.DataFrame) -> pd.DataFrame:
-    """Per method and task: CPR (area under the faithfulness curve; higher is better) and CMD
-    (area between it and 1; lower is better), MIB's summaries, over the swept edge fractions
-    (x = 1 - sparsity), normalised by the x range and averaged over seeds."""
+def _run(model, graph, task, method, sparsity, seed, configs, config, device) -> dict:
+    """One grid point's result columns: its metrics, or status "failed" and the reason."""
+    backend = get_backend(method)
+    run = partial(backend, model, graph, task, sparsity, seed=seed, config=configs[method])
+    try:
+        circuit, cost = measure(run, device)
+    except RunFailed as failure:
+        print(f"hap: {method} at {sparsity} (seed {seed}) failed: {failure}", file=sys.stderr)
+        return {"status": "failed", "error": str(failure)}
+    result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=config.ablation)
+    return {
+        "status": "ok",
+        "stopped": circuit.details.get("stopped"),
+        **result_record(circuit, result),
+        "wall_s": cost.wall_s,
+        "cpu_s": cost.cpu_s,
+        "peak_mem_mb": cost.peak_mem_mb,
+        "attribution_s": circuit.timings.get("attribution", 0.0),
+        "pruning_s": circuit.timings.get("pruning", 0.0),
+        "step_s": circuit.details.get("step_s"),
+    }
+
+
+def failures(table: pd.DataFrame) -> pd.DataFrame:
+    """The failed rows and their reasons."""
+    return table[table["status"] == "failed"][
+        ["method", "task", "seed", "target_sparsity", "error"]
+    ]
+
+
+def swept_areas(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method and task, over the sweep's own sparsities (x = 1 - sparsity, normalised by
+    the x range, averaged over seeds): `faith_area`, the area under the faithfulness curve
+    (higher is better), and `gap_area`, the area between it and 1 (lower is better). These are
+    NOT MIB's CPR / CMD, which take MIB's grid of edge fractions from 0.1% to 100% (`hap mib`);
+    they summarise only the 90-99% range swept here."""
     rows = []
+    table = table[table["status"] == "ok"]
     for (method, task), group in table.groupby(["method", "task"]):
         cpr, cmd = [], []
         for _, runs in group.groupby("seed"):
@@ -263,8 +401,8 @@ def area_metrics(table: pd.DataFrame) -> pd.DataFrame:
             {
                 "method": method,
                 "task": task,
-                "cpr": float(np.mean(cpr)) if cpr else float("nan"),
-                "cmd": float(np.mean(cmd)) if cmd else float("nan"),
+                "faith_area": float(np.mean(cpr)) if cpr else float("nan"),
+                "gap_area": float(np.mean(cmd)) if cmd else float("nan"),
             }
         )
     return pd.DataFrame(rows)
@@ -273,6 +411,7 @@ def area_metrics(table: pd.DataFrame) -> pd.DataFrame:
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """One screen: means over seeds per method, task and target sparsity."""
     columns = ["sparsity", "steps", "kl", "logit_diff", "accuracy", "faithfulness", "wall_s"]
+    table = table[table["status"] == "ok"]
     return (
         table.groupby(["task", "method", "target_sparsity"])[columns].mean().round(3).reset_index()
     )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import resource
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import psutil
 import torch
 
 T = TypeVar("T")
@@ -22,12 +21,12 @@ class Measured:
     peak_mem_mb: float  # CUDA: max_memory_allocated; CPU: peak resident set size during the run
 
 
+_PROCESS = psutil.Process()
+
+
 def rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:  # not Linux: the process's lifetime peak is the best available
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's resident set size now, in MB."""
+    return _PROCESS.memory_info().rss / 2**20
 
 
 class _RSSPeak:

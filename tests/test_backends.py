@@ -87,7 +87,7 @@ def test_circuit_json_round_trip(tmp_path, graph):
     loaded = Circuit.load(tmp_path / "c.json", graph)
     assert torch.equal(loaded.mask, mask)
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not a circuit file"):
+    with pytest.raises(ValueError, match="not valid JSON"):
         Circuit.load(tmp_path / "bad.json", graph)
 
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from hap import metrics
+from hap.errors import UserError
 from hap.models import ModelNotFoundError, load_model, pick_device
 from hap.tasks import make_task
 from hap.tasks.base import sample_examples, tokenize
@@ -57,5 +58,5 @@ def test_device_choice():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert pick_device(None).type == expected
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="--device cpu"):
+        with pytest.raises(UserError, match="--device cpu"):
             pick_device("cuda")

@@ -6,7 +6,7 @@ import pytest
 
 from hap.cli import main
 from hap.plots import plot_all
-from hap.runner import ResultsError, SweepConfig, area_metrics, read_results, run_sweep
+from hap.runner import ResultsError, SweepConfig, read_results, run_sweep, swept_areas
 
 
 def _config(tmp_path, **changes) -> SweepConfig:
@@ -29,11 +29,15 @@ def test_sweep_writes_rows_and_metadata_and_resumes(tmp_path):
     assert set(first["target_sparsity"]) == {0.9, 0.96}
     assert (first["sparsity"] >= first["target_sparsity"] - 1e-3).all()
     assert (first["wall_s"] > 0).all() and (first["peak_mem_mb"] > 0).all()
-    meta = json.loads((tmp_path / "sweep.meta.json").read_text())
-    assert meta["threads"] == 2 and "torch" in meta["packages"]
+    meta = json.loads((tmp_path / "sweep.meta.json").read_text())["runs"]
+    assert len(meta) == 1 and meta[0]["threads"] == 2 and meta[0]["cpu_count"] >= 1
+    assert (first["status"] == "ok").all() and first["error"].isna().all()
+    assert first["git_commit"].str.len().min() >= 7  # the commit that produced each row
+    assert all(json.loads(v)["torch"] for v in first["versions"])
 
     again = run_sweep(config, progress=False)  # nothing left to do: same rows, same timings
     pd.testing.assert_frame_equal(first, again)
+    assert len(json.loads((tmp_path / "sweep.meta.json").read_text())["runs"]) == 2
 
     first.iloc[:1].to_csv(config.out, index=False)  # as if killed after the first run
     resumed = run_sweep(config, progress=False)
@@ -76,20 +80,21 @@ def test_bad_sweep_input_fails_before_any_work(tmp_path):
     assert not (tmp_path / "sweep.csv").exists()
 
 
-def test_area_metrics_by_hand():
+def test_swept_areas_by_hand():
     table = pd.DataFrame(
         {
-            "method": ["m"] * 3,
-            "task": ["ioi"] * 3,
-            "seed": [0] * 3,
-            "sparsity": [0.9, 0.95, 0.99],
-            "faithfulness": [1.0, 0.5, 0.0],
+            "method": ["m"] * 4,
+            "task": ["ioi"] * 4,
+            "seed": [0] * 4,
+            "sparsity": [0.9, 0.95, 0.99, 0.97],
+            "faithfulness": [1.0, 0.5, 0.0, float("nan")],
+            "status": ["ok", "ok", "ok", "failed"],  # a failed run is no point of the curve
         }
     )
-    areas = area_metrics(table).iloc[0]
+    areas = swept_areas(table).iloc[0]
     # x = 0.01, 0.05, 0.1: trapezoids 0.04 * 0.25 + 0.05 * 0.75 over a span of 0.09
-    assert math.isclose(areas["cpr"], (0.04 * 0.25 + 0.05 * 0.75) / 0.09)
-    assert math.isclose(areas["cmd"], (0.04 * 0.75 + 0.05 * 0.25) / 0.09)
+    assert math.isclose(areas["faith_area"], (0.04 * 0.25 + 0.05 * 0.75) / 0.09)
+    assert math.isclose(areas["gap_area"], (0.04 * 0.75 + 0.05 * 0.25) / 0.09)
 
 
 def test_plots_are_written(tmp_path):

@@ -26,7 +26,7 @@ def test_settings_fill_the_typed_config_nested_fields_by_name_or_path():
         ({"steps": "2.5"}, r"steps='2.5' is not a valid int or none"),
         ({"lr": "fast"}, "lr='fast' is not a valid float"),
         ({"steps": "0"}, "must be positive: steps=0"),
-        ({"ablation": "blur"}, "'blur' is not a valid Ablation"),
+        ({"ablation": "blur"}, "ablation='blur': choose one of corrupted, mean, zero"),
     ],
 )
 def test_bad_settings_are_one_line_errors(settings, message):

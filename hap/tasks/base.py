@@ -16,8 +16,10 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from hap.errors import UserError
 
-class TaskError(ValueError):
+
+class TaskError(UserError):
     """A task cannot be built for this tokenizer or used with this model."""
 
 
