@@ -26,7 +26,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check hap baselines benchmarks tests
 
 # QUICK=1: the sweep at 94% and 98% with one seed, frontiers on a 25/50/100-step ladder with one
-# seed (about 8 minutes), into results/quick and plots/quick. The committed reference run lives in
+# seed, into results/quick and plots/quick. Both end with MIB's CPR / CMD on MIB's grid
+# (`hap mib`, seed 0). The committed reference run lives in
 # results/reference and plots/reference; `make bench` writes results/ and plots/ afresh (a killed
 # sweep resumes). The sweep's EP and HAP stop by the shared validation rule; the frontiers run them
 # at equal fixed step budgets.
@@ -46,6 +47,8 @@ bench: $(STAMP)
 	    --seeds $(FRONTIER_SEEDS) --threads $(THREADS) --out $(OUT)/frontier_ioi_$$s.json \
 	    --plot $(PLOTS)/frontier_ioi_$$s.png || exit 1; \
 	done
+	$(VENV)/bin/hap mib --methods eap,eap-ig,ep,hap --task ioi --threads $(THREADS) \
+	  --out $(OUT)/mib_ioi.json --plot $(PLOTS)/mib_ioi.png
 
 # The paper's experiment on a real model: SmolLM2-135M (Llama, GQA ungrouped: 123,211 edges), IOI,
 # 94% sparsity, EAP vs EAP-IG vs EP vs HAP, two seeds, EP and HAP under the shared stopping rule

@@ -137,11 +137,12 @@ def _task(args: argparse.Namespace, model, seed: int | None = None, n_train: int
 
 
 def discover(args: argparse.Namespace) -> dict:
-    from hap.registry import get_backend
+    from hap.registry import check_validation, get_backend
 
     backend = get_backend(args.method)
     settings, ablation = _with_ablation(args)
     config = backend.config(settings)
+    check_validation({args.method: config}, args.n_val)
     model = load_model(args.model, device=args.device)
     graph = Graph.from_model(model)
     task = _task(args, model)
@@ -304,7 +305,7 @@ def bench(args: argparse.Namespace) -> dict:
 def mib(args: argparse.Namespace) -> dict:
     from hap.mib import MIB_FRACTIONS, format_table, run_mib
     from hap.plots import plot_mib
-    from hap.registry import resolve_settings
+    from hap.registry import check_validation, resolve_settings
 
     settings, ablation = _with_ablation(args)
     fractions = args.fractions or MIB_FRACTIONS
@@ -314,6 +315,7 @@ def mib(args: argparse.Namespace) -> dict:
             "fraction; hap mib takes eap, eap-ig, ep and hap"
         )
     configs = resolve_settings(args.methods, settings)
+    check_validation(configs, args.n_val)
     model = load_model(args.model, device=args.device)
     graph = Graph.from_model(model)
     task = _task(args, model)

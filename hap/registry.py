@@ -78,3 +78,19 @@ def resolve_settings(methods: list[str], settings: Mapping[str, str]) -> dict[st
         b.name: b.config({k: v for k, v in settings.items() if k in valid[b.name]})
         for b in backends
     }
+
+
+def check_validation(configs: Mapping[str, Any], n_val: int) -> None:
+    """Refuse, before any compute, a search that would stop by the validation rule with no
+    validation prompts."""
+    by_rule = [
+        name
+        for name, config in configs.items()
+        if get_backend(name).learns_masks
+        and getattr(getattr(config, "search", config), "steps", None) is None
+    ]
+    if by_rule and n_val < 1:
+        raise UserError(
+            f"{', '.join(by_rule)} stop by the validation rule, and --n-val is 0: give validation "
+            "prompts (--n-val 64) or a fixed budget (--set steps=N)"
+        )

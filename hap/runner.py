@@ -42,7 +42,7 @@ from hap.evaluate import evaluate_circuit, result_record
 from hap.graph import Graph
 from hap.models import load_model
 from hap.progress import bar
-from hap.registry import get_backend, resolve_settings
+from hap.registry import check_validation, get_backend, resolve_settings
 from hap.tasks import make_task
 from hap.timing import measure
 
@@ -105,6 +105,7 @@ class SweepConfig:
         for an unknown method, setting or sparsity."""
         settings = {**self.settings, "ablation": self.ablation}
         configs = resolve_settings(list(self.methods), settings)
+        check_validation(configs, self.n_val)
         probe = Graph(1, 1)
         for sparsity in self.sparsities:
             edges_for_sparsity(probe, sparsity)

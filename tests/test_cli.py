@@ -79,6 +79,7 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         "acdc on mib": (["mib", "--methods", "eap,acdc"], "acdc's threshold"),
         "frontier without hap": (["frontier", "--methods", "ep,eap"], "must include both"),
         "unknown task": (["discover", "--method", "eap", "--task", "nope"], "invalid choice"),
+        "no validation": (["bench", "--methods", "eap,ep", "--n-val", "0"], "--n-val is 0"),
         "old results": (
             ["bench", "--methods", "eap", "--out", str(results)],
             "not a sweep results",

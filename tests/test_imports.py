@@ -27,9 +27,7 @@ except ModuleNotFoundError:
 
 def test_import_and_load_leave_the_process_as_it_was(tmp_path):
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     }
     env["MPLBACKEND"] = "svg"  # a notebook's own choice, which hap must keep
     done = subprocess.run(
