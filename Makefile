@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 THREADS ?= 2
 
-.PHONY: setup setup-real test bench bench-real bench-runtime bench-scale calibrate speedup-reference lint model clean
+.PHONY: setup setup-real test test-cluster bench bench-real bench-runtime bench-scale calibrate speedup-reference lint model clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not cluster"
+
+# The Ray executor's tests (a local Ray instance: about a minute and a half on 2 cores).
+test-cluster: $(STAMP)
+	$(PY) -m pip install -q -e ".[cluster]"
+	$(PY) -m pytest -m cluster
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hap baselines benchmarks tests

@@ -8,6 +8,8 @@
     hap baseline --task ioi [--model NAME|PATH] [--device cpu|cuda] [--json]
     hap bench [--methods eap,eap-ig,ep,hap] [--tasks ioi] [--sparsities 0.9,0.94,0.96,0.98,0.99]
               [--seeds 3] [--set KEY=VALUE ...] [--ablation A] [--quick] [--out F.csv] [--plots D]
+              [--executor local|ray] [--address auto|HOST:PORT] [--cpus-per-run N]
+              [--gpus-per-run N]
     hap mib [--methods eap,eap-ig,ep,hap] [--task ioi] [--fractions MIB's grid] [--out F.json]
             [--plot F.png] [--json]
     hap frontier [--methods ep,hap,eap,eap-ig] [--task ioi] [--sparsity 0.94]
@@ -282,7 +284,7 @@ def bench(args: argparse.Namespace) -> dict:
         out=args.out,
     )
     config.resolve()  # a bad method, setting or key fails before the model loads
-    table = run_sweep(config, progress=not args.quiet)
+    table = run_sweep(config, progress=not args.quiet, executor=_executor(args))
     ok = table[table["status"] == "ok"]
     plots = plot_all(ok, args.plots) if len(ok) else []
     failed = failures(table)
@@ -300,6 +302,23 @@ def bench(args: argparse.Namespace) -> dict:
         "failed": len(failed),
         "plots": [str(p) for p in plots],
     }
+
+
+def _executor(args: argparse.Namespace):
+    from hap.executors import LocalExecutor, RayExecutor
+
+    ray_only = {"--address": args.address, "--cpus-per-run": args.cpus_per_run}
+    ray_only["--gpus-per-run"] = args.gpus_per_run
+    if args.executor == "local":
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} apply to --executor ray only")
+        return LocalExecutor()
+    return RayExecutor(
+        address=args.address,
+        cpus_per_run=args.cpus_per_run or 1,
+        gpus_per_run=args.gpus_per_run or 0.0,
+    )
 
 
 def mib(args: argparse.Namespace) -> dict:
@@ -500,6 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
     _ablation(sweep)
     sweep.add_argument("--out", type=options.output_file, default=Path("results/sweep.csv"))
     sweep.add_argument("--plots", type=options.output_dir, default=Path("plots"))
+    sweep.add_argument(
+        "--executor", default="local", choices=["local", "ray"], help="where runs execute"
+    )
+    sweep.add_argument("--address", default=None, help="Ray: auto or HOST:PORT (default: local)")
+    sweep.add_argument("--cpus-per-run", type=options.positive_int, default=None, help="Ray")
+    sweep.add_argument(
+        "--gpus-per-run", type=options.nonnegative_float, default=None, help="Ray: GPUs per run"
+    )
     sweep.add_argument("--json", action="store_true")
     _settings(sweep)
     _flags(sweep)

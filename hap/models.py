@@ -113,6 +113,14 @@ def ungroup_kv_heads(hf_model):
     return model.eval()
 
 
+def model_name(name_or_path: str | os.PathLike | None) -> str:
+    """The name results record for a model, known without loading it (a sweep's driver keys its
+    rows by it while workers load the model)."""
+    if name_or_path is None or str(name_or_path) in (DEFAULT_MODEL_NAME, str(DEFAULT_MODEL_DIR)):
+        return DEFAULT_MODEL_NAME
+    return str(name_or_path)
+
+
 def load_model(
     name_or_path: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
@@ -127,7 +135,7 @@ def load_model(
     local = _resolve(name_or_path)
     with _offline():
         model = _boot(local, device, dtype or torch.float32)
-    model.name = DEFAULT_MODEL_NAME if local == str(DEFAULT_MODEL_DIR) else str(name_or_path)
+    model.name = model_name(name_or_path)
     spec = REAL_MODELS.get(str(name_or_path))
     # The BOS convention of tasks built for this model: explicit for named real models; the
     # tokenizer's BOS (when it has one) otherwise, as the embedded model was trained.

@@ -10,11 +10,15 @@ reruns its rows instead of silently reusing old ones. A results file that cannot
 whose columns differ (an older version's), is never written to: the sweep stops with an error
 naming it.
 
-A run that fails (a search whose loss turned NaN, `hap.errors.RunFailed`) is a row with
+Where the runs execute is the executor's business (hap.executors: this process, or Ray tasks);
+the file and the resumption are this module's. A run that fails (a search whose loss turned NaN,
+`hap.errors.RunFailed`; on Ray also a task that raised or lost its worker twice) is a row with
 status "failed" and its reason in `error`, its metric columns empty; the sweep goes on, and a
-rerun does not repeat it (delete its row to retry). Each row records the commit and package
-versions that produced it. The seed fixes both the task's prompt sample and the method's
-randomness, so the seed bands in the plots cover data and optimisation noise together.
+rerun does not repeat it (delete its row to retry). A Ray attempt that failed and was
+resubmitted leaves a row with status "retried" before the row of its retry. Each row records the
+commit and package versions that produced it and a digest of its circuit's edges. The seed fixes
+both the task's prompt sample and the method's randomness, so the seed bands in the plots cover
+data and optimisation noise together.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import platform
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -37,14 +40,11 @@ import pandas as pd
 import torch
 
 from hap.circuit import edges_for_sparsity
-from hap.errors import RunFailed, UserError
-from hap.evaluate import evaluate_circuit, result_record
+from hap.errors import UserError
 from hap.graph import Graph
-from hap.models import load_model
+from hap.models import model_name
 from hap.progress import bar
-from hap.registry import check_validation, get_backend, resolve_settings
-from hap.tasks import make_task
-from hap.timing import measure
+from hap.registry import check_validation, resolve_settings
 
 KEY = ["method", "task", "model", "seed", "target_sparsity", "settings", "run_key"]
 COLUMNS = KEY + [
@@ -55,6 +55,7 @@ COLUMNS = KEY + [
     "stopped",
     "sparsity",
     "n_edges",
+    "circuit",
     "kl",
     "logit_diff",
     "accuracy",
@@ -229,17 +230,20 @@ def provenance() -> dict:
     return {"git_commit": commit, "versions": json.dumps(versions, sort_keys=True)}
 
 
-def write_metadata(config: SweepConfig, device: torch.device) -> Path:
-    """Append this invocation's machine and settings to `<out>.meta.json` ({"runs": [...]}):
-    one entry per `hap bench` call, so a resumed or extended sweep keeps every earlier entry."""
+def write_metadata(config: SweepConfig, executor, device: str | None) -> Path:
+    """Append this invocation's machine, executor and settings to `<out>.meta.json`
+    ({"runs": [...]}): one entry per `hap bench` call, so a resumed or extended sweep keeps every
+    earlier entry. With Ray, the machine is the driver's; each row records its worker's device
+    and threads."""
     import psutil
 
     meta = {
         **provenance(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "executor": executor.name,
+        "executor_settings": {k: v for k, v in vars(executor).items() if k != "name"},
+        "device": device,
         "cpu": _cpu_name(),
         "cpu_count": psutil.cpu_count(logical=True),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
@@ -273,109 +277,58 @@ def calibration_note(model_name: str, graph: Graph) -> str | None:
     )
 
 
-def run_sweep(config: SweepConfig, progress: bool = True) -> pd.DataFrame:
-    """Run every (task, seed, sparsity, method) not yet in `config.out`; methods innermost, so
-    backends are interleaved in time and share the machine's drift."""
+def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.DataFrame:
+    """Run every (task, seed, sparsity, method) not yet in `config.out` on `executor` (default:
+    this process, hap.executors.LocalExecutor), appending each row as it arrives; methods
+    innermost, so backends are interleaved in time and share the machine's drift."""
+    from hap.executors import GridPoint, LocalExecutor, loaded
+
+    executor = executor or LocalExecutor()
     configs = config.resolve()
-    done = set(read_results(config.out)["run_key"])  # a corrupt file stops us here, unwritten
+    executor.check()
+    table = read_results(config.out)  # a corrupt file stops us here, unwritten
+    done = set(table.loc[table["status"].isin(["ok", "failed"]), "run_key"])
     if config.threads:
         torch.set_num_threads(config.threads)
-    model = load_model(config.model, device=config.device)
-    graph = Graph.from_model(model)
-    config.calibration = calibration_note(model.name, graph)
-    if config.calibration:
-        print(f"hap: note: {config.calibration}", file=sys.stderr)
-    device = next(model.parameters()).device
+    name = model_name(config.model)
+    if executor.name == "local":  # the workers load the model elsewhere
+        model, graph = loaded(config)
+        config.calibration = calibration_note(model.name, graph)
+        if config.calibration:
+            print(f"hap: note: {config.calibration}", file=sys.stderr)
     sizes = {"n_train": config.n_train, "n_val": config.n_val, "n_test": config.n_test}
     plan = [
-        (task, seed, sparsity, method, key)
+        GridPoint(task, seed, sparsity, method, key)
         for task in config.tasks
         for seed in config.seeds
         for sparsity in config.sparsities
         for method in config.methods
-        if (key := run_key(method, task, model.name, seed, sparsity, configs[method], sizes))
-        not in done
+        if (key := run_key(method, task, name, seed, sparsity, configs[method], sizes)) not in done
     ]
-    origin = provenance()
-    tasks = {}
     shown = bar(total=len(plan), desc="sweep") if progress else None
-    for task_name, seed, sparsity, method, key in plan:
-        if shown is not None:
-            shown.set_postfix(method=method, sparsity=sparsity, seed=seed)
-        if (task_name, seed) not in tasks:
-            tasks[(task_name, seed)] = make_task(
-                task_name,
-                model.tokenizer,
-                n_train=config.n_train,
-                n_val=config.n_val,
-                n_test=config.n_test,
-                seed=seed,
-                prepend_bos=model.prepend_bos,
-            )
-        row = {
-            "method": method,
-            "task": task_name,
-            "model": model.name,
-            "seed": seed,
-            "target_sparsity": sparsity,
-            "settings": config.settings_key,
-            "run_key": key,
-            "ablation": config.ablation,
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "config": json.dumps(asdict(configs[method]), sort_keys=True),
-            **sizes,
-            **origin,
-        }
-        row.update(
-            _run(
-                model,
-                graph,
-                tasks[(task_name, seed)],
-                method,
-                sparsity,
-                seed,
-                configs,
-                config,
-                device,
-            )
-        )
+    device = None
+    for row in executor.run(plan, config, configs, provenance()):
         append_row(config.out, row)
-        if shown is not None:
+        device = device or row.get("device")
+        if row["status"] != "ok":
+            print(
+                f"hap: {row['method']} at {row['target_sparsity']} (seed {row['seed']}) "
+                f"{row['status']}: {row['error']}",
+                file=sys.stderr,
+            )
+        if shown is not None and row["status"] != "retried":
+            shown.set_postfix(method=row["method"], sparsity=row["target_sparsity"])
             shown.update()
     if shown is not None:
         shown.close()
-    write_metadata(config, device)
+    write_metadata(config, executor, device)
     return read_results(config.out)
 
 
-def _run(model, graph, task, method, sparsity, seed, configs, config, device) -> dict:
-    """One grid point's result columns: its metrics, or status "failed" and the reason."""
-    backend = get_backend(method)
-    run = partial(backend, model, graph, task, sparsity, seed=seed, config=configs[method])
-    try:
-        circuit, cost = measure(run, device)
-    except RunFailed as failure:
-        print(f"hap: {method} at {sparsity} (seed {seed}) failed: {failure}", file=sys.stderr)
-        return {"status": "failed", "error": str(failure)}
-    result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=config.ablation)
-    return {
-        "status": "ok",
-        "stopped": circuit.details.get("stopped"),
-        **result_record(circuit, result),
-        "wall_s": cost.wall_s,
-        "cpu_s": cost.cpu_s,
-        "peak_mem_mb": cost.peak_mem_mb,
-        "attribution_s": circuit.timings.get("attribution", 0.0),
-        "pruning_s": circuit.timings.get("pruning", 0.0),
-        "step_s": circuit.details.get("step_s"),
-    }
-
-
 def failures(table: pd.DataFrame) -> pd.DataFrame:
-    """The failed rows and their reasons."""
-    return table[table["status"] == "failed"][
-        ["method", "task", "seed", "target_sparsity", "error"]
+    """The rows of runs that failed, or failed once and were retried, with their reasons."""
+    return table[table["status"].isin(["failed", "retried"])][
+        ["method", "task", "seed", "target_sparsity", "status", "error"]
     ]
 
 

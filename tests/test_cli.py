@@ -3,6 +3,8 @@ the traceback; an unexpected exception keeps its own."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import hap.cli
@@ -79,6 +81,7 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         "acdc on mib": (["mib", "--methods", "eap,acdc"], "acdc's threshold"),
         "frontier without hap": (["frontier", "--methods", "ep,eap"], "must include both"),
         "unknown task": (["discover", "--method", "eap", "--task", "nope"], "invalid choice"),
+        "ray flag, local run": (["bench", "--cpus-per-run", "2"], "apply to --executor ray only"),
         "no validation": (["bench", "--methods", "eap,ep", "--n-val", "0"], "--n-val is 0"),
         "old results": (
             ["bench", "--methods", "eap", "--out", str(results)],
@@ -116,3 +119,10 @@ def test_an_unexpected_exception_is_not_reworded(monkeypatch):
     monkeypatch.setattr(hap.cli, "load_model", shape_bug)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         main(["discover", "--method", "eap", "--device", "cpu"])
+
+
+def test_ray_without_the_extra_names_the_install(monkeypatch, capsys, no_model):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main(["bench", "--executor", "ray", "--methods", "eap"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install "hap-bench[cluster]"' in err[0]
