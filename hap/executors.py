@@ -24,6 +24,7 @@ from functools import partial
 import torch
 
 from hap.errors import RunFailed, UserError
+from hap.formats import to_native
 
 RAY_INSTALL = 'pip install "hap-bench[cluster]" (or: pip install "ray>=2.9")'
 
@@ -123,6 +124,7 @@ def run_point(point: GridPoint, sweep, configs: dict, origin: dict) -> dict:
     result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=sweep.ablation)
     return {
         **row,
+        "_circuit": to_native(circuit, graph),  # the driver writes it (sweep.circuits)
         "status": "ok",
         "stopped": circuit.details.get("stopped"),
         **result_record(circuit, result),

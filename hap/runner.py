@@ -98,6 +98,7 @@ class SweepConfig:
     n_val: int = 64
     n_test: int = 200
     settings: dict[str, str] = field(default_factory=dict)  # --set key=value, for every method
+    circuits: Path | None = None  # where each run's circuit is written, as <run_key>.json
     calibration: str | None = None  # filled by run_sweep: see calibration_note
     out: Path = field(default_factory=lambda: Path("results/sweep.csv"))
 
@@ -181,6 +182,14 @@ def append_row(path: Path, row: dict) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write `data` as JSON atomically (a killed sweep leaves no half-written circuit)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    tmp.replace(path)
 
 
 def run_key(
@@ -308,6 +317,9 @@ def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.D
     shown = bar(total=len(plan), desc="sweep") if progress else None
     device = None
     for row in executor.run(plan, config, configs, provenance()):
+        circuit = row.pop("_circuit", None)
+        if circuit is not None and config.circuits is not None:
+            _write_json(config.circuits / f"{row['run_key']}.json", circuit)
         append_row(config.out, row)
         device = device or row.get("device")
         if row["status"] != "ok":
