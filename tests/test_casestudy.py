@@ -181,3 +181,17 @@ def test_draw_any_circuit_file(tmp_path, graph, capsys):
     capsys.readouterr()
     assert main(["case-study", "--results", str(roles)]) == 2  # not a results file
     assert "hap: error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ablation", ["corrupted", "mean"])
+def test_batched_effects_equal_one_masked_forward_per_edge(model, graph, val, ablation):
+    from hap.exact import exact_reference
+
+    generator = torch.Generator().manual_seed(3)
+    edges = torch.randperm(graph.n_edges, generator=generator)[:37]
+    edges = torch.cat([edges, torch.tensor([graph.n_edges - 1, 0])])  # a logits and a q edge
+    d_kl, d_ld, _ = compute_effects(model, graph, val, ablation, edges=edges, chunk=8)
+    ref_kl, ref_ld = exact_reference(model, graph, val, edges, ablation)
+    assert (d_kl - ref_kl).abs().max() < 1e-4
+    assert (d_ld - ref_ld).abs().max() < 1e-4
+    assert ref_kl.max() > 1e-3
