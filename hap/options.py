@@ -34,21 +34,22 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
-def nonnegative_float(text: str) -> float:
+def _float(text: str, example: str = "") -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number{example}") from None
+
+
+def nonnegative_float(text: str) -> float:
+    value = _float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
 def sparsity(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; e.g. 0.94") from None
+    value = _float(text, "; e.g. 0.94")
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"a sparsity must be in [0, 1), got {value}; e.g. 0.94")
     return value
@@ -74,10 +75,7 @@ def sparsities(text: str) -> tuple[float, ...]:
 def fractions(text: str) -> tuple[float, ...]:
     values = []
     for item in _items(text):
-        try:
-            value = float(item)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"item {item!r} is not a number") from None
+        value = _float(item)
         if not 0.0 < value <= 1.0:
             raise argparse.ArgumentTypeError(f"item {item!r}: a fraction must be in (0, 1]")
         values.append(value)

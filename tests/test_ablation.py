@@ -8,12 +8,10 @@ import json
 import pytest
 import torch
 
-from hap import metrics
 from hap.attribution import attribution_scores
 from hap.circuit import prune_dangling
 from hap.cli import main
 from hap.evaluate import evaluate_circuit
-from hap.patching import EdgeMaskedForward, fixed_references
 from hap.registry import get_backend
 
 
@@ -25,18 +23,13 @@ def _mask(graph, names):
 
 
 @pytest.mark.parametrize("ablation", ["mean", "zero"])
-def test_eap_scores_are_minus_the_mask_gradient_under_the_ablation(model, graph, ioi, ablation):
+def test_the_ablation_changes_eaps_scores(model, graph, ioi, ablation):
+    """(That the scores are minus the mask gradient under every ablation is tested in
+    tests/test_engine.py.)"""
     batch = ioi.train.subset(slice(0, 12))
     scores = attribution_scores(model, graph, batch, ablation=ablation)
-    _, baseline = fixed_references(model, graph, batch, ablation, batch)
-    mask = torch.ones(graph.n_edges, requires_grad=True)
-    logits = EdgeMaskedForward(model, graph)(batch.clean, mask, baseline)
-    value = metrics.logit_diff(metrics.at_position(logits, batch.position), batch).sum()
-    (value / len(batch)).backward()
-    assert scores.abs().max() > 1e-3
-    assert (scores + mask.grad).abs().max() < 1e-5 * max(1.0, float(scores.abs().max()))
     corrupted = attribution_scores(model, graph, batch)
-    assert (scores - corrupted).abs().max() > 1e-2  # the ablation changes the scores
+    assert (scores - corrupted).abs().max() > 1e-2
 
 
 def test_a_node_without_inputs_is_dangling_only_under_corrupted_ablation(model, graph, ioi):

@@ -197,12 +197,14 @@ def test_bf16_stays_within_tolerance_of_fp32(trained):
     assert len(set(top32) & set(top16)) >= 0.9 * k
 
 
+@pytest.mark.parametrize("ablation", ["corrupted", "mean", "zero"])
 @pytest.mark.parametrize("which", ["tiny", "llama", "trained"])
-def test_eap_scores_are_minus_the_mask_gradient_at_one(which, request):
-    """score(u -> v) = (y~_u - y_u) . d metric / d x_v = -d metric / d m[u, v] at m = 1."""
+def test_eap_scores_are_minus_the_mask_gradient_at_one(which, ablation, request):
+    """score(u -> v) = (y~_u - y_u) . d metric / d x_v = -d metric / d m[u, v] at m = 1, with y~
+    the ablation's baseline (mean ablation averages over the batch itself)."""
     model, graph, batch = request.getfixturevalue(which)
-    scores = attribution_scores(model, graph, batch, metric="logit_diff")
-    _, baseline = fixed_references(model, graph, batch, "corrupted", batch)
+    scores = attribution_scores(model, graph, batch, metric="logit_diff", ablation=ablation)
+    _, baseline = fixed_references(model, graph, batch, ablation, batch)
     mask = torch.ones(graph.n_edges, requires_grad=True)
     logits = EdgeMaskedForward(model, graph)(batch.clean, mask, baseline)
     value = metrics.logit_diff(metrics.at_position(logits, batch.position), batch).sum()
