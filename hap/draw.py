@@ -26,6 +26,7 @@ ROLE_COLORS = {
     "name mover": "#d62728",
     "negative name mover": "#9467bd",
     "s-inhibition": "#ff7f0e",
+    "s-attention": "#e377c2",
     "induction": "#2ca02c",
     "duplicate-token": "#17becf",
     "previous-token": "#bcbd22",

@@ -14,6 +14,10 @@ patterns come from `blocks.{L}.attn.hook_pattern`.
 - S-inhibition: patching only the head's edges into the name movers' queries (path patching with
   the corrupted run's output) changes the name movers' attention from END to S2; a head whose
   output lowers that attention has a positive score (removing it raises attention to S).
+- S-attention: attends from END to S2. Not one of Wang et al.'s classes: on a model where no
+  head passes the S-inhibition test (the default model's name movers sit in layer 1, and no
+  layer-0 head moves their attention), these are the heads that carry S's identity to the
+  metric position, the S-inhibition-like components the case study tracks.
 
 A head takes every role whose thresholds it passes (THRESHOLDS; stated in the README). The
 thresholds are fixed numbers chosen from the spread of the scores on this model, not fitted to
@@ -41,11 +45,13 @@ THRESHOLDS = {
     "name_mover_attention": 0.3,  # attention END -> IO
     "name_mover_effect": 0.3,  # logits of logit difference through the head's direct path
     "s_inhibition": 0.05,  # rise of the name movers' attention END -> S2 when removed
+    "s_attention": 0.5,  # attention END -> S2
 }
 ROLE_ORDER = (
     "name mover",
     "negative name mover",
     "s-inhibition",
+    "s-attention",
     "induction",
     "duplicate-token",
     "previous-token",
@@ -191,6 +197,7 @@ def find_roles(model, graph: Graph, data: TaskData, d_logit_diff: Tensor) -> lis
         "name mover": movers,
         "negative name mover": negative,
         "s-inhibition": inhibition >= t["s_inhibition"],
+        "s-attention": scores["end_to_s"] >= t["s_attention"],
         "induction": scores["induction"] >= t["induction"],
         "duplicate-token": scores["duplicate_token"] >= t["duplicate_token"],
         "previous-token": scores["previous_token"] >= t["previous_token"],

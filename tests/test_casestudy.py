@@ -120,6 +120,7 @@ def test_roles_found_on_the_default_model(model, graph, ioi):
     for head in movers:
         assert roles[head].end_to_io >= 0.3 and roles[head].direct_effect >= 0.3
     assert roles["a2.h2"].duplicate_token >= 0.3
+    assert "s-attention" in roles["a0.h4"].roles and roles["a0.h4"].end_to_s >= 0.5
 
 
 def test_heads_in_circuit_need_an_in_and_an_out_edge(graph):
