@@ -232,8 +232,9 @@ def case_study(args: argparse.Namespace) -> dict:
     from hap.runner import read_results
 
     table = read_results(args.results)
+    table = table[table["task"] == "ioi"]
     if not len(table):
-        raise UserError(f"{args.results} has no rows: run hap bench --out {args.results} first")
+        raise UserError(f"{args.results} has no IOI rows: run hap bench --out {args.results} first")
     models = sorted(set(table["model"]))
     if len(models) != 1:
         raise UserError(f"{args.results} mixes models {models}; give one model's sweep")
@@ -242,8 +243,16 @@ def case_study(args: argparse.Namespace) -> dict:
         raise UserError(f"no circuits folder {circuits}: run hap bench with --circuits {circuits}")
     model = load_model(None if models[0] == "hap-default" else models[0], device=args.device)
     graph = Graph.from_model(model)
-    args.task, args.seed, args.n_train, args.n_val = "ioi", 0, 64, args.n_val
-    task = _task(args, model)
+    sizes = table.iloc[0]  # seed 0's validation split, as the sweep drew it
+    task = make_task(
+        "ioi",
+        model.tokenizer,
+        n_train=int(sizes["n_train"]),
+        n_val=int(sizes["n_val"]),
+        n_test=int(sizes["n_test"]),
+        seed=0,
+        prepend_bos=model.prepend_bos,
+    )
     return run_case_study(model, graph, task, table, circuits, args.out, args.plots)
 
 
@@ -600,8 +609,6 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--circuits", type=Path, default=None, help="default: beside --results")
     study.add_argument("--out", type=options.output_dir, default=Path("results/case_study"))
     study.add_argument("--plots", type=options.output_dir, default=Path("plots"))
-    study.add_argument("--n-val", type=options.positive_int, default=64)
-    study.add_argument("--n-test", type=options.positive_int, default=200)
     study.add_argument("--json", action="store_true")
     _model(study)
     _flags(study)
