@@ -50,7 +50,7 @@ from hap.errors import RunFailed, UserError
 from hap.evaluate import evaluate_circuit, result_record
 from hap.graph import Graph
 from hap.models import ModelNotFoundError, load_model
-from hap.patching import Ablation
+from hap.patching import Ablation, check_ablation
 from hap.progress import progress_bars
 from hap.tasks import GENERATORS, make_task
 from hap.timing import measure
@@ -92,7 +92,7 @@ def _ablation(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(parser: argparse.ArgumentParser, n_train: bool = True) -> None:
+def _settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set",
         action="append",
@@ -100,8 +100,7 @@ def _settings(parser: argparse.ArgumentParser, n_train: bool = True) -> None:
         metavar="KEY=VALUE",
         help="a field of the backend's config, e.g. steps=100 (repeatable)",
     )
-    if n_train:
-        parser.add_argument("--n-train", type=options.positive_int, default=64)
+    parser.add_argument("--n-train", type=options.positive_int, default=64)
     parser.add_argument(
         "--n-val", type=options.nonnegative_int, default=64, help="validation prompts"
     )
@@ -117,12 +116,7 @@ def _with_ablation(args: argparse.Namespace) -> tuple[dict[str, str], str]:
             f"--ablation {args.ablation} and --set ablation={settings['ablation']} disagree; "
             "give --ablation alone"
         )
-    try:
-        Ablation(chosen)
-    except ValueError:
-        raise ConfigError(
-            f"ablation={chosen!r}: choose one of {', '.join(a.value for a in Ablation)}"
-        ) from None
+    check_ablation(chosen)
     return {**settings, "ablation": chosen}, chosen
 
 
