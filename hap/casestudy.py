@@ -166,14 +166,18 @@ def plot_iou(seeds: pd.DataFrame, methods: pd.DataFrame, sparsity: float, path: 
         left.text(j, i, f"{grid.values[i, j]:.2f}", ha="center", va="center", color="white")
     left.set_title(f"IoU across methods at {sparsity:.0%} (same seed, mean)", fontsize=9)
     fig.colorbar(image, ax=left)
-    per = seeds.pivot(index="method", columns="target_sparsity", values="iou_mean")
-    image = right.imshow(per.values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    right.set_xticks(range(len(per.columns)), [f"{c:.0%}" for c in per.columns])
-    right.set_yticks(range(len(per.index)), per.index)
-    for i, j in itertools.product(range(len(per.index)), range(len(per.columns))):
-        right.text(j, i, f"{per.values[i, j]:.2f}", ha="center", va="center", color="white")
+    if len(seeds):
+        per = seeds.pivot(index="method", columns="target_sparsity", values="iou_mean")
+        image = right.imshow(per.values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        right.set_xticks(range(len(per.columns)), [f"{c:.0%}" for c in per.columns])
+        right.set_yticks(range(len(per.index)), per.index)
+        for i, j in itertools.product(range(len(per.index)), range(len(per.columns))):
+            right.text(j, i, f"{per.values[i, j]:.2f}", ha="center", va="center", color="white")
+        fig.colorbar(image, ax=right)
+    else:
+        right.text(0.5, 0.5, "one seed: no pairs to compare", ha="center", va="center")
+        right.set_axis_off()
     right.set_title("IoU across seeds (mean over seed pairs)", fontsize=9)
-    fig.colorbar(image, ax=right)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -196,3 +196,36 @@ def test_batched_effects_equal_one_masked_forward_per_edge(model, graph, val, ab
     assert (d_kl - ref_kl).abs().max() < 1e-4
     assert (d_ld - ref_ld).abs().max() < 1e-4
     assert ref_kl.max() > 1e-3
+
+
+def test_case_study_end_to_end_on_a_small_sweep(tmp_path, monkeypatch, capsys):
+    """A sweep of a 2-layer random GPT-2 with its circuits, then `hap case-study` over it."""
+    from hap.runner import SweepConfig, run_sweep
+
+    monkeypatch.setenv("HAP_CACHE", str(tmp_path / "cache"))
+    checkpoint = build_checkpoint("tiny", seed=1, root=tmp_path / "shapes")
+    sweep = SweepConfig(
+        methods=("eap", "ep"),
+        sparsities=(0.9, 0.94),
+        seeds=(0, 1),
+        model=str(checkpoint),
+        device="cpu",
+        n_train=8,
+        n_val=8,
+        n_test=8,
+        settings={"steps": "3"},
+        out=tmp_path / "sweep.csv",
+        circuits=tmp_path / "circuits",
+    )
+    run_sweep(sweep, progress=False)
+    out, plots = tmp_path / "study", tmp_path / "plots"
+    argv = ["case-study", "--results", str(sweep.out), "--out", str(out), "--plots", str(plots)]
+    assert main(argv + ["--device", "cpu", "--json"]) == 0
+    capsys.readouterr()
+    ranking = pd.read_csv(out / "ranking_quality.csv")
+    assert len(ranking) == 4 and ranking["roc_auc"].between(0, 1).all()
+    seeds = pd.read_csv(out / "iou_seeds.csv")
+    assert len(seeds) == 4 and (seeds["pairs"] == 1).all()
+    assert len(pd.read_csv(out / "roles.csv")) == 2 * 4  # every head of the 2x4 model
+    assert (plots / "circuits_94.png").stat().st_size > 20_000
+    assert (plots / "iou.png").exists()
