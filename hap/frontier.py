@@ -42,6 +42,7 @@ class FrontierPoint:
     kl: float
     logit_diff: float
     faithfulness: float
+    step_s: float | None = None  # median wall seconds of one search step (mask learners)
 
 
 @dataclass
@@ -64,6 +65,19 @@ class Frontier:
 
     def per_step_ratio(self, method: str = "hap", reference: str = "ep") -> float:
         return _step_cost(self.points, method) / _step_cost(self.points, reference)
+
+    def median_step_ratio(self, method: str = "hap", reference: str = "ep") -> float:
+        """Median step seconds of `method` over every run of the ladder, over the same of
+        `reference`: the per-step cost ratio read from the steps themselves. A burst of load
+        during one run moves a slope over budgets (`per_step_ratio`, dominated by the largest
+        budget's runs) but not a median over hundreds of steps."""
+
+        def median(name: str) -> float:
+            return float(
+                np.median([p.step_s for p in self.points if p.method == name and p.step_s])
+            )
+
+        return median(method) / median(reference)
 
     def best_kl(self, method: str, seed: int | None = None) -> float:
         """The method's best mean test KL over the ladder (one seed, or all)."""
@@ -192,6 +206,7 @@ def run_frontier(
                 kl=result.kl,
                 logit_diff=result.logit_diff,
                 faithfulness=result.faithfulness,
+                step_s=circuit.details.get("step_s"),
             )
         )
     return frontier

@@ -103,3 +103,15 @@ def test_plot_frontier_draws_unreached_levels(tmp_path):
     # the level both reach is HAP's best x 1.05: each at its first budget, 1 s
     assert Frontier(points).common_level_ratio() == pytest.approx(1.0)
     assert plot_frontier(summary, tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_median_step_ratio_by_hand_ignores_one_slow_run():
+    from dataclasses import replace
+
+    points = []
+    for steps in (25, 50, 100, 200):
+        points.append(replace(_point("ep", 0, steps, 1.0, 1.0), step_s=0.10))
+        points.append(replace(_point("hap", 0, steps, 1.0, 1.0), step_s=0.08))
+    points[-1] = replace(points[-1], step_s=0.50)  # HAP's 200-step run hit a burst of load
+    frontier = Frontier(points + [_point("eap", 0, None, 0.2, 2.0)])  # no steps: not counted
+    assert frontier.median_step_ratio() == pytest.approx(0.8)
