@@ -223,12 +223,6 @@ def learn_masks(
         sparsity = 1.0 - keep_probability(log_alpha).sum() / graph.n_edges
         gap = (sparsity - target) / budget
         loss = kl + lambdas[0] * gap + lambdas[1] * gap**2
-        if not torch.isfinite(loss):
-            shown.close()
-            raise RunFailed(
-                f"the search's loss became {float(loss.detach())} at step {step} (KL "
-                f"{float(kl.detach())}, sparsity gap {float(gap.detach())}): lower lr or lambda_lr"
-            )
         mask_opt.zero_grad(set_to_none=True)
         lambda_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -237,11 +231,17 @@ def learn_masks(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         step_seconds.append(time.perf_counter() - begin)
+        if not torch.isfinite(loss):  # read after the step: no extra CUDA sync inside it
+            shown.close()
+            raise RunFailed(
+                f"the search's loss became {float(loss.detach())} at step {step} (KL "
+                f"{float(kl.detach())}, sparsity gap {float(gap.detach())}): lower lr or lambda_lr"
+            )
         shown.update()
         if step % 10 == 1 and not shown.disable:
             expected = float(1.0 - keep_probability(log_alpha.detach()).sum() / graph.n_edges)
             shown.set_postfix(
-                kl=f"{float(kl):.3f}", sparsity=f"{expected:.3f}", target=f"{target:.3f}"
+                kl=f"{float(kl.detach()):.3f}", sparsity=f"{expected:.3f}", target=f"{target:.3f}"
             )
         if by_rule and step >= warmup and (step - warmup) % config.eval_every == 0:
             expected = float(1.0 - keep_probability(log_alpha.detach()).sum() / graph.n_edges)
