@@ -360,17 +360,13 @@ def _executor(args: argparse.Namespace):
 
 
 def mib(args: argparse.Namespace) -> dict:
-    from hap.mib import MIB_FRACTIONS, format_table, run_mib
+    from hap.mib import MIB_FRACTIONS, check_methods, format_table, run_mib
     from hap.plots import plot_mib
     from hap.registry import check_validation, resolve_settings
 
     settings, ablation = _with_ablation(args)
     fractions = args.fractions or MIB_FRACTIONS
-    if "acdc" in args.methods:
-        raise UserError(
-            "acdc's threshold, not an edge budget, sets its size, so it has no point per "
-            "fraction; hap mib takes eap, eap-ig, ep and hap"
-        )
+    check_methods(args.methods)  # before the model loads
     configs = resolve_settings(args.methods, settings)
     check_validation(configs, args.n_val)
     model = load_model(args.model, device=args.device)

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from hap import metrics
+from hap.formats import atomic_write
 from hap.graph import Graph
 from hap.patching import (
     Ablation,
@@ -219,18 +220,13 @@ def edge_effects(
     d_kl, d_ld, full_ld = compute_effects(model, graph, data, ablation)
     effects = EdgeEffects(d_kl, d_ld, full_ld, len(data), ablation, key)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(
-            {
-                "d_kl": d_kl,
-                "d_logit_diff": d_ld,
-                "full_logit_diff": full_ld,
-                "n_examples": len(data),
-            },
-            tmp,
-        )
-        tmp.replace(path)
+        stored = {
+            "d_kl": d_kl,
+            "d_logit_diff": d_ld,
+            "full_logit_diff": full_ld,
+            "n_examples": len(data),
+        }
+        atomic_write(path, lambda f: torch.save(stored, f))
     return effects
 
 

@@ -135,7 +135,9 @@ def to_eapig_pt(circuit: Circuit, graph: Graph) -> dict:
     }
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call `write(binary file)` on a temporary file beside `path`, then rename it over `path`:
+    readers, and a run killed mid-write, see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -154,13 +156,13 @@ def write_circuit(circuit: Circuit, graph: Graph, path: str | Path, fmt: str = "
     """Write `circuit` in `fmt` (one of FORMATS), atomically."""
     path = Path(path)
     if fmt == "eap-ig-pt":
-        _atomic_write(path, lambda f: torch.save(to_eapig_pt(circuit, graph), f))
+        atomic_write(path, lambda f: torch.save(to_eapig_pt(circuit, graph), f))
         return
     if fmt not in FORMATS:
         raise UserError(f"unknown circuit format {fmt!r}; choose one of {', '.join(FORMATS)}")
     data = to_native(circuit, graph) if fmt == "native" else to_eapig(circuit, graph)
     text = json.dumps(data, indent=1 if fmt == "native" else None) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _graph_from_cfg(cfg: dict, path: Path) -> Graph:
@@ -207,21 +209,26 @@ def _circuit(graph: Graph, mask: Tensor, scores: Tensor | None, extra: dict) -> 
     )
 
 
-def _from_eapig(data: dict, path: Path) -> tuple[Circuit, Graph]:
-    graph = _graph_from_cfg(data["cfg"], path)
+def _rows(names, graph: Graph, path: Path) -> list[int]:
+    """The edge indices of `names`; a name the graph does not have is refused."""
     index = graph.edge_index
-    edges = data["edges"]
-    if not isinstance(edges, dict):
-        raise CircuitFileError(f"{path}: 'edges' must map edge names to {{score, in_graph}}")
-    unknown = [name for name in edges if name not in index]
+    unknown = [name for name in names if name not in index]
     if unknown:
         raise CircuitFileError(
             f"{path} names {len(unknown)} edge(s) the {graph.shape()} graph does not have, "
             f"e.g. {unknown[0]!r}"
         )
+    return [index[name] for name in names]
+
+
+def _from_eapig(data: dict, path: Path) -> tuple[Circuit, Graph]:
+    graph = _graph_from_cfg(data["cfg"], path)
+    edges = data["edges"]
+    if not isinstance(edges, dict):
+        raise CircuitFileError(f"{path}: 'edges' must map edge names to {{score, in_graph}}")
+    rows = _rows(edges, graph, path)
     mask = torch.zeros(graph.n_edges, dtype=torch.bool)
     scores = torch.full((graph.n_edges,), math.nan)
-    rows = [index[name] for name in edges]
     try:
         mask[rows] = torch.tensor([bool(e["in_graph"]) for e in edges.values()], dtype=torch.bool)
         values = [math.nan if e.get("score") is None else float(e["score"]) for e in edges.values()]
@@ -254,14 +261,9 @@ def _from_eapig_pt(data: dict, path: Path) -> tuple[Circuit, Graph]:
 
 def _from_native(data: dict, path: Path) -> tuple[Circuit, Graph]:
     graph = _graph_from_cfg(data["graph"], path)
-    index = graph.edge_index
-    unknown = [name for name in data["edges"] if name not in index]
-    if unknown:
-        raise CircuitFileError(
-            f"{path} names edges the {graph.shape()} graph does not have, e.g. {unknown[0]!r}"
-        )
+    rows = _rows(data["edges"], graph, path)
     mask = torch.zeros(graph.n_edges, dtype=torch.bool)
-    mask[[index[name] for name in data["edges"]]] = True
+    mask[rows] = True
     scores = data.get("scores")
     if scores is not None:
         if len(scores) != graph.n_edges:
@@ -269,8 +271,8 @@ def _from_native(data: dict, path: Path) -> tuple[Circuit, Graph]:
         scores = torch.tensor([math.nan if s is None else s for s in scores], dtype=torch.float32)
     elif any(v is not None for v in data["edges"].values()):  # files written before "scores"
         scores = torch.full((graph.n_edges,), math.nan)
-        for name, value in data["edges"].items():
-            scores[index[name]] = math.nan if value is None else value
+        for row, value in zip(rows, data["edges"].values()):
+            scores[row] = math.nan if value is None else value
     extra = {**data, "has_scores": scores is not None}
     return _circuit(graph, mask, scores, extra), graph
 

@@ -123,6 +123,17 @@ def check_fractions(fractions: tuple[float, ...]) -> None:
         )
 
 
+def check_methods(methods: list[str]) -> None:
+    """Refuse an unknown method, and ACDC, whose threshold, not an edge budget, sets its size."""
+    for method in methods:
+        get_backend(method)
+        if method == "acdc":
+            raise UserError(
+                "acdc's threshold, not an edge budget, sets its size, so it has no point per "
+                "fraction; hap mib takes eap, eap-ig, ep and hap"
+            )
+
+
 def run_mib(
     model,
     graph: Graph,
@@ -135,13 +146,7 @@ def run_mib(
 ) -> MIBResult:
     """Every method's faithfulness curve on `fractions` (module docstring)."""
     check_fractions(fractions)
-    for method in methods:
-        get_backend(method)  # an unknown name fails here, before any compute
-        if method == "acdc":
-            raise UserError(
-                "acdc's threshold, not an edge budget, sets its size, so it has no point per "
-                "fraction; hap mib takes eap, eap-ig, ep and hap"
-            )
+    check_methods(methods)
     points: list[MIBPoint] = []
     data = task.test
     full = evaluate_circuit(model, graph, data, None, ablation=ablation)

@@ -32,6 +32,7 @@ import platform
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -41,6 +42,7 @@ import torch
 
 from hap.circuit import edges_for_sparsity
 from hap.errors import UserError
+from hap.formats import atomic_write
 from hap.graph import Graph
 from hap.models import model_name
 from hap.progress import bar
@@ -184,12 +186,8 @@ def append_row(path: Path, row: dict) -> None:
         os.close(fd)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    """Write `data` as JSON atomically (a killed sweep leaves no half-written circuit)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data) + "\n")
-    tmp.replace(path)
+def _write(data: bytes, file) -> None:
+    file.write(data)
 
 
 def run_key(
@@ -319,7 +317,8 @@ def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.D
     for row in executor.run(plan, config, configs, provenance()):
         circuit = row.pop("_circuit", None)
         if circuit is not None and config.circuits is not None:
-            _write_json(config.circuits / f"{row['run_key']}.json", circuit)
+            text = (json.dumps(circuit) + "\n").encode()  # atomically: no half-written circuit
+            atomic_write(config.circuits / f"{row['run_key']}.json", partial(_write, text))
         append_row(config.out, row)
         device = device or row.get("device")
         if row["status"] != "ok":
