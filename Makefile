@@ -103,9 +103,9 @@ calibrate: $(STAMP)
 speedup-reference: $(STAMP)
 	$(PY) benchmarks/speedup_reference.py --threads $(THREADS)
 
-# Retrain the embedded default model (about 7 minutes on 2 cores); overwrites hap/assets/default.
+# Retrain the embedded default model (about 7 minutes on 2 cores); overwrites hap/models/assets/default.
 model: $(STAMP)
-	$(PY) -m hap.train
+	$(PY) -m hap.models.train
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from hap import metrics
-from hap.circuit import Circuit
-from hap.config import ConfigError
-from hap.graph import Graph
-from hap.patching import Ablation, EdgeMaskedForward, check_ablation, fixed_references
+from hap.engine import metrics
+from hap.engine.graph import Graph
+from hap.engine.patching import Ablation, EdgeMaskedForward, check_ablation, fixed_references
+from hap.errors import ConfigError
+from hap.io.circuit import Circuit
 from hap.tasks.base import Task
 
 

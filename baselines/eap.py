@@ -1,15 +1,16 @@
-"""EAP (Syed et al. 2023): rank edges by |attribution score|, keep the top ones, drop dangling edges."""
+"""EAP (Syed et al. 2023): rank edges by |attribution score|; the shared selection makes the circuit."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from hap.attribution import IG_POINTS, attribution_scores
-from hap.circuit import Circuit, edges_for_sparsity, prune_dangling, top_edges
-from hap.config import ConfigError
-from hap.graph import Graph
-from hap.patching import Ablation, check_ablation
+from hap.engine.graph import Graph
+from hap.engine.patching import Ablation, check_ablation
+from hap.errors import ConfigError
+from hap.io.circuit import Circuit
+from hap.search.attribution import IG_POINTS, attribution_scores
+from hap.search.selection import check_selection, edges_for_sparsity, select
 from hap.tasks.base import Task
 
 
@@ -18,14 +19,15 @@ class EAPConfig:
     """metric: what the gradient is taken of (KL has zero gradient at the clean run, so it is not
     the default). ig_steps: the budget of EAP-IG (0: plain EAP); ig_points: where EAP-IG takes
     its gradients ("left": alpha = 0 .. (k-1)/k, the EAP-IG library's and MIB's rule; "right":
-    1/k .. 1; hap.attribution). ablation: what a removed edge carries, in the scores and in the
-    dangling-edge pruning alike."""
+    1/k .. 1; hap.search.attribution). ablation: what a removed edge carries, in the scores and in
+    which edges count as live alike. selection: how the ranking by |score| becomes a circuit of
+    the budget's live edges (hap.search.selection; "topn" is MIB's top-n-then-prune)."""
 
     metric: str = "logit_diff"
     ig_steps: int = 0
     ig_points: str = "left"
     batch_size: int = 32
-    drop_dangling: bool = True
+    selection: str = "refill"
     ablation: str = Ablation.CORRUPTED.value
 
     def validate(self) -> None:
@@ -36,6 +38,7 @@ class EAPConfig:
         if self.ig_points not in IG_POINTS:
             raise ConfigError(f"ig_points={self.ig_points!r}: choose {' or '.join(IG_POINTS)}")
         check_ablation(self.ablation)
+        check_selection(self.selection)
 
 
 def discover(
@@ -55,16 +58,15 @@ def discover(
         config.ig_points,
     )
     attributed = time.perf_counter()
-    mask = top_edges(scores, n_keep)
-    if config.drop_dangling:
-        mask = prune_dangling(graph, mask, config.ablation)
+    selection = select(graph, scores.abs(), n_keep, config.ablation, config.selection)
     return Circuit.build(
         "eap-ig" if config.ig_steps > 0 else "eap",
         graph,
-        mask,
+        selection.mask,
         target_sparsity,
         seed,
         config,
         timings={"attribution": attributed - start, "total": time.perf_counter() - start},
         scores=scores,
+        selection=selection,
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from hap_baselines.eap import EAPConfig
 
-from hap.config import ConfigError
+from hap.errors import ConfigError
 
 
 @dataclass(frozen=True)

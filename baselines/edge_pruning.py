@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from hap.circuit import Circuit, edges_for_sparsity
-from hap.graph import Graph
-from hap.masks import SearchConfig, binarize, learn_masks, median_step
+from hap.engine.graph import Graph
+from hap.io.circuit import Circuit
+from hap.search.masks import SearchConfig, binarize, learn_masks, median_step
+from hap.search.selection import edges_for_sparsity
 from hap.tasks.base import Task
 
 
@@ -16,11 +17,11 @@ def discover(
     n_keep = edges_for_sparsity(graph, target_sparsity)
     start = time.perf_counter()
     result = learn_masks(model, graph, task, target_sparsity, config, seed)
-    mask = binarize(graph, result.log_alpha, None, n_keep)
+    selection = binarize(graph, result.log_alpha, None, n_keep, config)
     return Circuit.build(
         "ep",
         graph,
-        mask,
+        selection.mask,
         target_sparsity,
         seed,
         config,
@@ -33,4 +34,5 @@ def discover(
             "val_history": result.val_history,
             "step_s": median_step(result.step_seconds),
         },
+        selection=selection,
     )

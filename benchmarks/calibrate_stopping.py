@@ -1,4 +1,4 @@
-"""Calibrate the shared stopping rule (hap.masks.SearchConfig) on validation data.
+"""Calibrate the shared stopping rule (hap.search.masks.SearchConfig) on validation data.
 
     python benchmarks/calibrate_stopping.py [--threads 2] [--out results/calibration]
 
@@ -25,10 +25,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hap.graph import Graph
-from hap.masks import rule_fires
+from hap.engine.graph import Graph
+from hap.experiments.registry import get_backend
 from hap.models import load_model
-from hap.registry import get_backend
+from hap.search.masks import rule_fires
 from hap.tasks import make_task
 
 SEEDS = (100, 101)

@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hap.evaluate import evaluate_circuit
-from hap.graph import Graph
+from hap.engine.evaluate import evaluate_circuit
+from hap.engine.graph import Graph
+from hap.experiments.registry import get_backend
 from hap.models import load_model
-from hap.registry import get_backend
 from hap.tasks import make_task
 
 

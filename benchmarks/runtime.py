@@ -19,7 +19,7 @@ _STATE: dict = {}
 
 def _setup(threads: int):
     if not _STATE:
-        from hap.graph import Graph
+        from hap.engine.graph import Graph
         from hap.models import load_model
         from hap.tasks import make_task
 
@@ -34,7 +34,7 @@ def _setup(threads: int):
 
 
 def discover_time(loops: int, method: str, threads: int) -> float:
-    from hap.registry import get_backend
+    from hap.experiments.registry import get_backend
 
     state = _setup(threads)
     backend = get_backend(method)

@@ -2,7 +2,7 @@
 
     python benchmarks/scale.py [--threads 2] [--repeats 3] [--batches 8,32] [--out FILE]
 
-Builds two checkpoints from a seed (no download, `hap.shapes`): a GPT-2-small-shaped model
+Builds two checkpoints from a seed (no download, `hap.models.shapes`): a GPT-2-small-shaped model
 (12 layers, 12 heads, d_model 768, random init, 32,491 edges) and the default model's shape
 (4 layers, 8 heads, d128, random init), both with the embedded tokenizer. Per shape and batch size
 (IOI prompts), it times:
@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 from hap.models import PRECISIONS, load_model, pick_device, precision_dtype
-from hap.shapes import SHAPES, build_checkpoint
+from hap.models.shapes import SHAPES, build_checkpoint
 
 BENCH_SHAPES = ("gpt2-small", "default")
 CALLS = ("forward", "floor", "eap", "ep_step", "hap_step_94", "hap_step_98")
@@ -65,13 +65,13 @@ TIME_ENV = {
 
 def _calls(path: Path, batch: int, device: str | None, precision: str) -> tuple[dict, dict]:
     """The set-up every worker makes, and the calls it can time: name -> zero-argument function."""
-    from hap import metrics
-    from hap.attribution import attribution_scores
-    from hap.circuit import edges_for_sparsity
-    from hap.graph import Graph
-    from hap.hybrid import candidate_edges
-    from hap.masks import sample_mask
-    from hap.patching import EdgeMaskedForward, fixed_references
+    from hap.engine import metrics
+    from hap.engine.graph import Graph
+    from hap.engine.patching import EdgeMaskedForward, fixed_references
+    from hap.search.attribution import attribution_scores
+    from hap.search.hybrid import candidate_edges
+    from hap.search.masks import sample_mask
+    from hap.search.selection import edges_for_sparsity
     from hap.tasks import make_task
 
     model = load_model(path, device=device, dtype=precision_dtype(precision))

@@ -2,7 +2,7 @@
 
     python benchmarks/speedup_reference.py [--threads 2] [--repeats 3]
 
-Runs exactly what `tests/test_speedup.py` runs (hap.speedup.run_check on the default model and
+Runs exactly what `tests/test_speedup.py` runs (speedup_check.run_check on the default model and
 run_scale_check on the GPT-2-small shape), `--repeats` times, and records the median of each
 ratio (for the scale check, the run with the median ratio), so one noisy run does not set the
 bar. Run it on the machine whose CI the check guards, with nothing else on the cores, after a
@@ -16,10 +16,7 @@ import statistics
 from dataclasses import replace
 
 import torch
-
-from hap.graph import Graph
-from hap.models import load_model
-from hap.speedup import (
+from speedup_check import (
     CheckSettings,
     ScaleSettings,
     check_result,
@@ -29,6 +26,9 @@ from hap.speedup import (
     scale_report,
     write_reference,
 )
+
+from hap.engine.graph import Graph
+from hap.models import load_model
 
 
 def main() -> None:

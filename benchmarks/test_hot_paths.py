@@ -6,11 +6,11 @@
 import pytest
 import torch
 
-from hap.attribution import attribution_scores
-from hap.graph import Graph
-from hap.masks import SearchConfig, learn_masks
+from hap.engine.graph import Graph
+from hap.engine.patching import EdgeMaskedForward, run_activations
 from hap.models import load_model
-from hap.patching import EdgeMaskedForward, run_activations
+from hap.search.attribution import attribution_scores
+from hap.search.masks import SearchConfig, learn_masks
 from hap.tasks import make_task
 
 

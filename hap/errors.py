@@ -15,5 +15,9 @@ class UserError(ValueError):
     """Bad input the user can fix; the message names the fix."""
 
 
+class ConfigError(UserError):
+    """A setting (a --set key or value, a config field) that a backend's config does not take."""
+
+
 class RunFailed(RuntimeError):
     """A run that ended without a usable result; the message is the reason."""

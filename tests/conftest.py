@@ -6,12 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-
-from hap.circuit import Circuit
-from hap.frontier import Frontier
-from hap.graph import Graph
-from hap.models import load_model
-from hap.speedup import (
+from speedup_check import (
     CheckResult,
     CheckSettings,
     ScaleResult,
@@ -21,6 +16,11 @@ from hap.speedup import (
     run_scale_check,
     scale_report,
 )
+
+from hap.engine.graph import Graph
+from hap.experiments.frontier import Frontier
+from hap.io.circuit import Circuit
+from hap.models import load_model
 from hap.tasks import make_task
 
 REPORT: list[str] = []  # figures printed after the test summary (see pytest_terminal_summary)
@@ -48,7 +48,7 @@ def ioi(model):
 
 @dataclass
 class Speedup:
-    """The CI speedup check's frontier (hap.speedup) and the figures read off it."""
+    """The CI speedup check's frontier (speedup_check) and the figures read off it."""
 
     frontiers: tuple[Frontier, Frontier]
     result: CheckResult

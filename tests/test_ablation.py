@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from hap.attribution import attribution_scores
-from hap.circuit import prune_dangling
 from hap.cli import main
-from hap.evaluate import evaluate_circuit
-from hap.registry import get_backend
+from hap.engine.evaluate import evaluate_circuit
+from hap.engine.live import live_edges
+from hap.experiments.registry import get_backend
+from hap.search.attribution import attribution_scores
 
 
 def _mask(graph, names):
@@ -39,19 +39,19 @@ def test_a_node_without_inputs_is_dangling_only_under_corrupted_ablation(model, 
     data = ioi.test.subset(slice(0, 24))
     path = ["input->a0.h1<v>", "a0.h1->logits"]
     with_edge, without = _mask(graph, path + ["a1.h2->logits"]), _mask(graph, path)
-    assert torch.equal(prune_dangling(graph, with_edge, "corrupted"), without)
+    assert torch.equal(live_edges(graph, with_edge, "corrupted"), without)
     a = evaluate_circuit(model, graph, data, with_edge, ablation="corrupted")
     b = evaluate_circuit(model, graph, data, without, ablation="corrupted")
     assert abs(a.logit_diff - b.logit_diff) < 1e-5 and abs(a.kl - b.kl) < 1e-5
     for ablation in ("mean", "zero"):
-        assert torch.equal(prune_dangling(graph, with_edge, ablation), with_edge)
+        assert torch.equal(live_edges(graph, with_edge, ablation), with_edge)
         a = evaluate_circuit(model, graph, data, with_edge, ablation=ablation)
         b = evaluate_circuit(model, graph, data, without, ablation=ablation)
         assert abs(a.kl - b.kl) > 1e-3, ablation
     # an edge into a node that reaches the logits through no kept edge is dead under any ablation
     dead = _mask(graph, path + ["input->a2.h0<q>"])
     for ablation in ("corrupted", "mean", "zero"):
-        assert torch.equal(prune_dangling(graph, dead, ablation), without)
+        assert torch.equal(live_edges(graph, dead, ablation), without)
 
 
 @pytest.mark.parametrize("method", ["eap", "ep", "hap"])

@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from hap.graph import Graph, UnsupportedArchitecture, _check_decomposition, edge_count
+from hap.engine.graph import Graph, UnsupportedArchitecture, _check_decomposition, edge_count
+from hap.engine.patching import EdgeMaskedForward, run_activations
 from hap.models import load_model
-from hap.patching import EdgeMaskedForward, run_activations
-from hap.shapes import LLAMA_SHAPES, build_checkpoint
+from hap.models.shapes import LLAMA_SHAPES, build_checkpoint
 from hap.tasks import make_task
 
 

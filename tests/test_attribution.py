@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hap.attribution import _batch_scores, attribution_scores, ig_alphas, metric_fn
-from hap.patching import compute_baseline
+from hap.engine.patching import compute_baseline
+from hap.search.attribution import _batch_scores, attribution_scores, ig_alphas, metric_fn
 
 
 def test_ig_points_are_the_librarys_by_default():

@@ -3,9 +3,12 @@
 import pytest
 import torch
 
-from hap.circuit import Circuit, edges_for_sparsity, prune_dangling, top_edges
-from hap.evaluate import evaluate_circuit
-from hap.registry import BACKENDS, get_backend
+from hap.engine.evaluate import evaluate_circuit
+from hap.engine.live import live_edges
+from hap.experiments.registry import BACKENDS, get_backend
+from hap.io.circuit import Circuit
+from hap.io.formats import read_circuit, write_circuit
+from hap.search.selection import edges_for_sparsity, top_edges
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def test_hap_keeps_the_same_budget_from_a_quarter_of_the_graph(graph, speedup):
     hap, ep = speedup.circuit("hap"), speedup.circuit("ep")
     assert hap.n_edges == ep.n_edges
     assert hap.details["n_candidates"] == 4 * 91
-    assert hap.steps == ep.steps == hap.config["search"]["steps"] == 200
+    assert hap.steps == ep.steps == hap.search.config["search"]["steps"] == 200
     assert set(hap.timings) >= {"attribution", "pruning", "total"}
     # one warm-up formula: HAP starts at the candidates' sparsity (76%), EP at 0
     assert hap.details["warmup"] == round(80 * (0.94 - (1 - 364 / graph.n_edges)))
@@ -60,15 +63,15 @@ def test_eap_ig_differs_from_eap_and_drops_dangling_edges(model, graph, ioi):
     assert ig.config["ig_steps"] == 5
     for circuit in (eap, ig):
         assert circuit.n_edges <= edges_for_sparsity(graph, 0.95)
-        assert torch.equal(prune_dangling(graph, circuit.mask), circuit.mask)
+        assert torch.equal(live_edges(graph, circuit.mask), circuit.mask)
 
 
-def test_prune_dangling_by_hand(graph):
+def test_live_edges_by_hand(graph):
     names = graph.edge_names()
     keep = ["input->a0.h1<v>", "a0.h1->logits", "a1.h2->logits", "input->m3"]
     mask = torch.zeros(graph.n_edges, dtype=torch.bool)
     mask[[names.index(n) for n in keep]] = True
-    cleaned = {names[i] for i in prune_dangling(graph, mask).nonzero().squeeze(1).tolist()}
+    cleaned = {names[i] for i in live_edges(graph, mask).nonzero().squeeze(1).tolist()}
     # a1.h2 has no input edge; m3 has no path to the logits.
     assert cleaned == {"input->a0.h1<v>", "a0.h1->logits"}
 
@@ -83,12 +86,12 @@ def test_acdc_removes_edges_greedily(model, graph, ioi):
 def test_circuit_json_round_trip(tmp_path, graph):
     mask = top_edges(torch.arange(graph.n_edges, dtype=torch.float), 50)
     circuit = Circuit("eap", mask, 0.97, graph.sparsity(mask))
-    circuit.save(tmp_path / "c.json", graph)
-    loaded = Circuit.load(tmp_path / "c.json", graph)
+    write_circuit(circuit, graph, tmp_path / "c.json")
+    loaded, _ = read_circuit(tmp_path / "c.json", graph)
     assert torch.equal(loaded.mask, mask)
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
-        Circuit.load(tmp_path / "bad.json", graph)
+        read_circuit(tmp_path / "bad.json", graph)
 
 
 def test_registry_and_bad_input(model, graph, ioi):

@@ -9,16 +9,18 @@ import pandas as pd
 import pytest
 import torch
 
-from hap import metrics
-from hap.casestudy import iou, ranking_quality, role_coverage, stability
-from hap.circuit import Circuit, top_edges
+from hap.analysis.casestudy import iou, ranking_quality, role_coverage, stability
+from hap.analysis.exact import average_precision, compute_effects, edge_effects, roc_auc
+from hap.analysis.roles import find_roles, heads_in_circuit, ioi_positions, pattern_scores
 from hap.cli import main
-from hap.exact import average_precision, compute_effects, edge_effects, roc_auc
-from hap.graph import Graph
+from hap.engine import metrics
+from hap.engine.graph import Graph
+from hap.engine.patching import run_activations
+from hap.io.circuit import Circuit
+from hap.io.formats import write_circuit
 from hap.models import load_model
-from hap.patching import run_activations
-from hap.roles import find_roles, heads_in_circuit, ioi_positions, pattern_scores
-from hap.shapes import build_checkpoint
+from hap.models.shapes import build_checkpoint
+from hap.search.selection import top_edges
 from hap.tasks import make_task
 
 
@@ -154,7 +156,7 @@ def test_iou_and_stability_tables(graph):
 
 
 def test_ranking_and_coverage_tables(graph):
-    from hap.exact import EdgeEffects
+    from hap.analysis.exact import EdgeEffects
 
     circuits = _circuits(graph)
     truth = torch.arange(graph.n_edges, dtype=torch.float)  # eap seed 0 ranks exactly by it
@@ -173,7 +175,7 @@ def test_draw_any_circuit_file(tmp_path, graph, capsys):
     roles = tmp_path / "roles.csv"
     roles.write_text("head,roles\na1.h0,name mover\na2.h2,duplicate-token\n")
     for fmt in ("native", "eap-ig", "eap-ig-pt"):
-        circuit.save(tmp_path / f"c.{fmt}", graph, fmt)
+        write_circuit(circuit, graph, tmp_path / f"c.{fmt}", fmt)
         out = tmp_path / f"{fmt}.png"
         assert (
             main(["draw", str(tmp_path / f"c.{fmt}"), "--roles", str(roles), "-o", str(out)]) == 0
@@ -186,7 +188,7 @@ def test_draw_any_circuit_file(tmp_path, graph, capsys):
 
 @pytest.mark.parametrize("ablation", ["corrupted", "mean"])
 def test_batched_effects_equal_one_masked_forward_per_edge(model, graph, val, ablation):
-    from hap.exact import exact_reference
+    from hap.analysis.exact import exact_reference
 
     generator = torch.Generator().manual_seed(3)
     edges = torch.randperm(graph.n_edges, generator=generator)[:37]
@@ -200,7 +202,7 @@ def test_batched_effects_equal_one_masked_forward_per_edge(model, graph, val, ab
 
 def test_case_study_end_to_end_on_a_small_sweep(tmp_path, monkeypatch, capsys):
     """A sweep of a 2-layer random GPT-2 with its circuits, then `hap case-study` over it."""
-    from hap.runner import SweepConfig, run_sweep
+    from hap.experiments.sweep import SweepConfig, run_sweep
 
     monkeypatch.setenv("HAP_CACHE", str(tmp_path / "cache"))
     checkpoint = build_checkpoint("tiny", seed=1, root=tmp_path / "shapes")

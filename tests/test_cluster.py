@@ -13,8 +13,8 @@ import psutil
 import pytest
 import torch
 
-from hap.executors import RayExecutor
-from hap.runner import SweepConfig, read_results, run_sweep
+from hap.experiments.executors import RayExecutor
+from hap.experiments.sweep import SweepConfig, read_results, run_sweep
 
 pytestmark = pytest.mark.cluster
 ray = pytest.importorskip("ray")

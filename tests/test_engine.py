@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hap import metrics
-from hap.attribution import attribution_scores
-from hap.graph import Graph
+from hap.engine import metrics
+from hap.engine.graph import Graph
+from hap.engine.patching import EdgeMaskedForward, fixed_references, run_activations
 from hap.models import load_model, precision_dtype
-from hap.patching import EdgeMaskedForward, fixed_references, run_activations
-from hap.shapes import build_checkpoint
+from hap.models.shapes import build_checkpoint
+from hap.search.attribution import attribution_scores
 from hap.tasks import make_task
 from tests.reference_engine import reference_logits
 

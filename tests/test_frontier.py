@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from hap.analysis.plots import plot_frontier
 from hap.cli import main
-from hap.frontier import Frontier, FrontierPoint, time_to_level
-from hap.plots import plot_frontier
+from hap.experiments.frontier import Frontier, FrontierPoint, time_to_level
 
 
 def _point(method, seed, steps, wall, kl, pruning=None):

@@ -1,6 +1,6 @@
 import torch
 
-from hap.graph import Graph
+from hap.engine.graph import Graph
 
 
 def test_gpt2_small_edge_count_matches_eap_ig_convention():

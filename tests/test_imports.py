@@ -12,7 +12,8 @@ PROBE = """
 import os, matplotlib, torch
 backend, threads = matplotlib.get_backend(), torch.get_num_threads()
 keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-import hap.cli, hap.plots, hap.runner, hap.models, hap.mib, hap.formats, hap_baselines.eap
+import hap.cli, hap.analysis.plots, hap.experiments.sweep, hap.models, hap.experiments.mib
+import hap.io.formats, hap_baselines.eap
 assert matplotlib.get_backend() == backend, (backend, matplotlib.get_backend())
 assert not any(k in os.environ for k in keys), "set at import"
 hap.models.load_model(device="cpu")

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from hap import metrics
+from hap.engine import metrics
 from hap.tasks.base import TaskData
 
 

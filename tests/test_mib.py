@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from hap.circuit import prune_dangling
 from hap.cli import main
-from hap.evaluate import evaluate_circuit
-from hap.mib import MIB_FRACTIONS, MIBPoint, MIBResult, edges_at, run_mib, trapezoid
-from hap.registry import get_backend, resolve_settings
+from hap.engine.evaluate import evaluate_circuit
+from hap.engine.live import live_edges
+from hap.experiments.mib import MIB_FRACTIONS, MIBPoint, MIBResult, edges_at, run_mib, trapezoid
+from hap.experiments.registry import get_backend, resolve_settings
 
 
 def _top_signed(scores: torch.Tensor, n: int) -> torch.Tensor:
@@ -60,7 +60,7 @@ def test_mib_on_the_default_model(model, graph, ioi):
     assert [p.faithfulness for p in eap_signed] != [p.faithfulness for p in eap_abs]
     # a point is the evaluation of that circuit: recompute one by hand (signed = -score first)
     scores = get_backend("eap")(model, graph, ioi, 0.9, config=configs["eap"]).scores
-    kept = prune_dangling(graph, _top_signed(scores, 151))
+    kept = live_edges(graph, _top_signed(scores, 151))
     by_hand = evaluate_circuit(model, graph, ioi.test, kept)
     assert eap_signed[1].faithfulness == pytest.approx(by_hand.faithfulness, abs=1e-6)
     assert eap_signed[1].n_edges == int(kept.sum())

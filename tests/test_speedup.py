@@ -1,4 +1,4 @@
-"""CI regression guard on HAP's speed claim, measured at equal budgets (hap.speedup).
+"""CI regression guard on HAP's speed claim, measured at equal budgets (speedup_check).
 
 HAP and EP run the same ladder of fixed step budgets, interleaved in this one process, on a seed
 no default was tuned on. The paper's claims, (a) per-step ratio and (b) equal-faithfulness ratio
@@ -18,8 +18,7 @@ than asserted <= 0.54.
 from dataclasses import asdict
 
 import pytest
-
-from hap.speedup import CheckSettings, ScaleSettings, read_reference
+from speedup_check import CheckSettings, ScaleSettings, read_reference
 
 TOLERANCE = CheckSettings().tolerance
 

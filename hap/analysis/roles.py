@@ -8,7 +8,7 @@ patterns come from `blocks.{L}.attn.hook_pattern`.
 - duplicate-token: attention from S2 to S1 (the earlier copy of the same name).
 - induction: attention from S2 to the token after S1.
 - name mover: attention from END to IO, and the head's direct effect: how much the logit
-  difference drops when only the edge head -> logits is patched (hap.exact; the OV path's
+  difference drops when only the edge head -> logits is patched (hap.analysis.exact; the OV path's
   contribution, measured by intervention, not read off the weights).
 - negative name mover: attends END -> IO with a negative direct effect.
 - S-inhibition: patching only the head's edges into the name movers' queries (path patching with
@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from hap.graph import Graph
-from hap.patching import EdgeMaskedForward, compute_baseline
+from hap.engine.graph import Graph
+from hap.engine.patching import EdgeMaskedForward, compute_baseline
 from hap.tasks.base import TaskData
 
 THRESHOLDS = {
@@ -126,7 +126,7 @@ def pattern_scores(model, data: TaskData) -> dict[str, Tensor]:
 
 
 def direct_effects(graph: Graph, d_logit_diff: Tensor) -> Tensor:
-    """[layers, heads]: -d_logit_diff of each head's edge into the logits (hap.exact), the
+    """[layers, heads]: -d_logit_diff of each head's edge into the logits (hap.analysis.exact), the
     logit difference its direct path carries."""
     index = graph.edge_index
     return torch.tensor(
@@ -184,7 +184,7 @@ class HeadRole:
 
 def find_roles(model, graph: Graph, data: TaskData, d_logit_diff: Tensor) -> list[HeadRole]:
     """Every head's scores and the roles they pass (module docstring). `d_logit_diff`: the
-    exact per-edge effects on the same split (hap.exact)."""
+    exact per-edge effects on the same split (hap.analysis.exact)."""
     t = THRESHOLDS
     scores = pattern_scores(model, data)
     direct = direct_effects(graph, d_logit_diff)
@@ -243,7 +243,7 @@ def read_roles(path: str | Path) -> dict[str, str]:
 
 def heads_in_circuit(graph: Graph, mask: Tensor) -> set[str]:
     """Heads with a kept in-edge (into any of q, k, v) and a kept out-edge."""
-    from hap.formats import node_in_graph
+    from hap.io.formats import node_in_graph
 
     flags = node_in_graph(graph, mask).tolist()
     return {name for name, kept in zip(graph.sender_names, flags) if kept and name[0] == "a"}

@@ -1,7 +1,7 @@
 """Where a sweep's grid points run: in this process, or as Ray tasks on a cluster.
 
 An executor takes grid points and yields one result row per point as each finishes; the runner
-(hap.runner.run_sweep) owns the results file and resumption, appending every row the moment it
+(hap.experiments.sweep.run_sweep) owns the results file and resumption, appending every row the moment it
 arrives, so a lost worker or a killed driver loses only the runs in flight.
 
 `LocalExecutor` runs the points one after another in this process (the model loaded once).
@@ -24,14 +24,14 @@ from functools import partial
 import torch
 
 from hap.errors import RunFailed, UserError
-from hap.formats import to_native
+from hap.io.formats import to_native
 
 RAY_INSTALL = 'pip install "hap-bench[cluster]" (or: pip install "ray>=2.9")'
 
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One run of a sweep: `key` is its resume key (hap.runner.run_key)."""
+    """One run of a sweep: `key` is its resume key (hap.experiments.sweep.run_key)."""
 
     task: str
     seed: int
@@ -67,7 +67,7 @@ _WORKER: dict = {}  # per process: the loaded model, its graph and the tasks bui
 
 def loaded(sweep):
     """This process's model and graph for the sweep (loaded once per process and model)."""
-    from hap.graph import Graph
+    from hap.engine.graph import Graph
     from hap.models import load_model
 
     key = (sweep.model, sweep.device)
@@ -105,8 +105,8 @@ def mask_digest(mask: torch.Tensor) -> str:
 
 def run_point(point: GridPoint, sweep, configs: dict, origin: dict) -> dict:
     """One grid point, start to finish, in this process: its full result row."""
-    from hap.evaluate import evaluate_circuit, result_record
-    from hap.registry import get_backend
+    from hap.engine.evaluate import evaluate_circuit, result_record
+    from hap.experiments.registry import get_backend
     from hap.timing import measure
 
     model, graph = loaded(sweep)

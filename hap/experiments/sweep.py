@@ -10,7 +10,7 @@ reruns its rows instead of silently reusing old ones. A results file that cannot
 whose columns differ (an older version's), is never written to: the sweep stops with an error
 naming it.
 
-Where the runs execute is the executor's business (hap.executors: this process, or Ray tasks);
+Where the runs execute is the executor's business (hap.experiments.executors: this process, or Ray tasks);
 the file and the resumption are this module's. A run that fails (a search whose loss turned NaN,
 `hap.errors.RunFailed`; on Ray also a task that raised or lost its worker twice) is a row with
 status "failed" and its reason in `error`, its metric columns empty; the sweep goes on, and a
@@ -40,13 +40,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hap.circuit import edges_for_sparsity
+from hap.engine.graph import Graph
 from hap.errors import UserError
-from hap.formats import atomic_write
-from hap.graph import Graph
+from hap.experiments.registry import check_validation, resolve_settings
+from hap.io.formats import atomic_write
 from hap.models import model_name
 from hap.progress import bar
-from hap.registry import check_validation, resolve_settings
+from hap.search.selection import edges_for_sparsity
 
 KEY = ["method", "task", "model", "seed", "target_sparsity", "settings", "run_key"]
 COLUMNS = KEY + [
@@ -286,9 +286,9 @@ def calibration_note(model_name: str, graph: Graph) -> str | None:
 
 def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.DataFrame:
     """Run every (task, seed, sparsity, method) not yet in `config.out` on `executor` (default:
-    this process, hap.executors.LocalExecutor), appending each row as it arrives; methods
+    this process, hap.experiments.executors.LocalExecutor), appending each row as it arrives; methods
     innermost, so backends are interleaved in time and share the machine's drift."""
-    from hap.executors import GridPoint, LocalExecutor, loaded
+    from hap.experiments.executors import GridPoint, LocalExecutor, loaded
 
     executor = executor or LocalExecutor()
     configs = config.resolve()

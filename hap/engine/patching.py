@@ -32,9 +32,9 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from hap.config import ConfigError
-from hap.graph import Graph, ReceiverGroup, SenderGroup
-from hap.metrics import at_position
+from hap.engine.graph import Graph, ReceiverGroup, SenderGroup
+from hap.engine.metrics import at_position
+from hap.errors import ConfigError
 from hap.tasks.base import TaskData
 
 

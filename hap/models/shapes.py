@@ -52,7 +52,7 @@ GEMMA_SHAPES: dict[str, dict[str, int]] = {
     },
 }
 ALL_SHAPES = (*SHAPES, *LLAMA_SHAPES, *GEMMA_SHAPES)
-CACHE = Path(__file__).resolve().parent.parent / ".cache" / "shapes"
+CACHE = Path(__file__).resolve().parents[2] / ".cache" / "shapes"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 

@@ -3,7 +3,7 @@
 Input at the bottom, logits at the top, one row per layer (its heads left to right, its MLP at the
 right end); only nodes with a kept edge are drawn. Edges into a head's q, k and v inputs are styled
 apart (solid, dashed, dotted), other edges are grey; edge width follows |score| when the circuit
-has scores; nodes are coloured by role when a roles table (hap.roles) is given. Where Graphviz's
+has scores; nodes are coloured by role when a roles table (hap.analysis.roles) is given. Where Graphviz's
 `dot` program and the pydot package are installed, `layout="dot"` uses Graphviz's layered layout
 instead of the fixed grid. Pure Python otherwise: nothing to install system-wide.
 """
@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from hap.circuit import Circuit
-from hap.graph import Graph
+from hap.engine.graph import Graph
+from hap.io.circuit import Circuit
 
 ROLE_COLORS = {
     "name mover": "#d62728",

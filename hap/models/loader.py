@@ -1,6 +1,6 @@
 """Load a model as a TransformerBridge ready for edge-level patching.
 
-`load_model()` boots the embedded default model (committed in `hap/assets/default`); a local path
+`load_model()` boots the embedded default model (committed in `hap/models/assets/default`); a local path
 boots that HF checkpoint; a hub name (e.g. "gpt2") boots from the user's HF cache, offline. The
 bridge comes back in compatibility mode with the hooks the graph needs switched on: split q/k/v
 inputs, per-head results and the MLP-input hook. Parameters are frozen: every method here takes
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from hap.errors import UserError
-from hap.zoo import REAL_MODELS, ModelNotFoundError, ensure_checkpoint
+from hap.models.zoo import REAL_MODELS, ModelNotFoundError, ensure_checkpoint
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
 DEFAULT_MODEL_NAME = "hap-default"

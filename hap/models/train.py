@@ -1,6 +1,6 @@
 """Train the embedded default model: a 4-layer GPT-2 with a word-level tokenizer.
 
-Run `python -m hap.train` (about 7 minutes on 2 CPU cores). The corpus is synthetic: IOI sentences
+Run `python -m hap.models.train` (about 7 minutes on 2 CPU cores). The corpus is synthetic: IOI sentences
 from the Wang et al. templates in both name orders, Greater-Than and Gendered-Pronoun sentences, and
 filler sentences over the same words, so the result is a small language model that happens to solve
 the three tasks, not a classifier. Combinations in the fixed held-out split (`heldout_key`) never
@@ -21,7 +21,7 @@ import torch
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from hap import metrics
+from hap.engine import metrics
 from hap.tasks import GENERATORS
 from hap.tasks.base import sample_examples, tokenize
 from hap.tasks.greater_than import YEARS
@@ -217,9 +217,9 @@ def write_model_card(out_dir: Path, card: dict, n_params: int) -> None:
         f"""# hap-bench default model
 
 A GPT-2-architecture causal LM ({c["n_layer"]} layers, {c["n_head"]} heads, d_model {c["n_embd"]},
-context {c["n_positions"]}, {n_params:,} parameters) with a word-level tokenizer, trained from scratch by
-`python -m hap.train` (seed {c["seed"]}, {c["steps"]} steps of batch {c["batch_size"]}, AdamW lr {c["lr"]},
-{c["threads"]} CPU threads, {card["train_seconds"]:.0f} s, torch {card["torch"]}).
+context {c["n_positions"]}, {n_params:,} parameters) with a word-level tokenizer, trained from scratch
+by `python -m hap.models.train` (seed {c["seed"]}, {c["steps"]} steps of batch {c["batch_size"]},
+AdamW lr {c["lr"]}, {c["threads"]} CPU threads, {card["train_seconds"]:.0f} s, torch {card["torch"]}).
 
 Corpus: synthetic sentences -- IOI (15 Wang et al. templates, ABBA and BABA), Greater-Than,
 Gendered-Pronoun, and filler over the same vocabulary. A fixed 10% of slot combinations (template,

@@ -4,7 +4,7 @@ dataclass, and one line here.
 Every backend: discover(model, graph, task, target_sparsity, seed, config) -> Circuit, run on the
 task's train split (validation split for the stopping rule), on the model's device. `config` is
 the backend's frozen dataclass; `Backend.__call__` builds it from keyword overrides or
-`--set key=value` strings (hap.config.resolve) so every setting is typed and recorded.
+`--set key=value` strings (hap.search.config.resolve) so every setting is typed and recorded.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 from hap_baselines import acdc, eap, edge_pruning
 from hap_baselines.eap_ig import EAPIGConfig
 
-from hap import config as configs
-from hap import hybrid
-from hap.circuit import Circuit
 from hap.errors import UserError
-from hap.masks import SearchConfig
+from hap.io.circuit import Circuit
+from hap.search import config as configs
+from hap.search import hybrid
+from hap.search.masks import SearchConfig
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 At each fraction k of the graph's edges in MIB_FRACTIONS, a method's circuit keeps
 n = floor(k x n_edges) edges (MIB's `int(pct * n_edges)`), its dangling edges pruned (MIB prunes
-every circuit it evaluates; `prune_dangling` under the run's ablation), and is evaluated on the
+every circuit it evaluates; `hap.engine.live.live_edges` under the run's ablation), and is evaluated on the
 task's test split:
 
     f(C) = (m(C) - m(empty)) / (m(full) - m(empty)),   m = mean logit difference
@@ -15,7 +15,7 @@ on the linear fractions themselves (not normalised by their range, 0.999), as MI
 Scoring methods (EAP, EAP-IG) are attributed once and ranked at every fraction, as MIB does:
 by signed score for CPR and by absolute score for CMD. MIB's scores are taken of a loss (the
 negated logit difference), so its "signed" order puts first the edges whose removal lowers the
-logit difference most; in this project's sign convention (hap.attribution) that is ascending
+logit difference most; in this project's sign convention (hap.search.attribution) that is ascending
 score, so the signed ranking here is by -score. Mask-learning methods (EP, HAP) run once per
 fraction with that fraction's edge budget as their target, and the one circuit serves both
 areas. At k = 1 every method keeps the whole graph.
@@ -34,12 +34,12 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from hap.circuit import prune_dangling
+from hap.engine.evaluate import evaluate_circuit
+from hap.engine.graph import Graph
+from hap.engine.live import live_edges
 from hap.errors import RunFailed, UserError
-from hap.evaluate import evaluate_circuit
-from hap.graph import Graph
+from hap.experiments.registry import get_backend
 from hap.progress import bar
-from hap.registry import get_backend
 from hap.tasks.base import Task
 
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -158,7 +158,7 @@ def run_mib(
         if mask is None:  # the run failed
             nan = math.nan
             return MIBPoint(method, ranking, fraction, n, 0, nan, nan, nan, nan, "failed")
-        mask = prune_dangling(graph, mask, ablation)
+        mask = live_edges(graph, mask, ablation)
         result = evaluate_circuit(model, graph, data, mask, ablation=ablation)
         kept = int(mask.sum())
         return MIBPoint(

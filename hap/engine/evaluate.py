@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hap import metrics
-from hap.circuit import Circuit
-from hap.graph import Graph
-from hap.patching import Ablation, EdgeMaskedForward, fixed_references
+from hap.engine import metrics
+from hap.engine.graph import Graph
+from hap.engine.patching import Ablation, EdgeMaskedForward, fixed_references
+from hap.io.circuit import Circuit
 from hap.tasks.base import TaskData, check_vocabulary
 
 

@@ -2,8 +2,8 @@
 and which methods keep them, stability across seeds and methods, and circuit diagrams.
 
 Reads the sweep's results CSV and the circuits it wrote (`hap bench --circuits`); computes the
-exact per-edge effects and the head roles on the validation split of seed 0 (hap.exact,
-hap.roles); writes tables (CSV) and figures. Every method is read the same way: its circuit at
+exact per-edge effects and the head roles on the validation split of seed 0 (hap.analysis.exact,
+hap.analysis.roles); writes tables (CSV) and figures. Every method is read the same way: its circuit at
 each target sparsity and seed, and its edge scores (|score| for EAP / EAP-IG, log-alpha for EP /
 HAP, -inf outside HAP's candidates).
 """
@@ -18,11 +18,13 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from hap.circuit import Circuit, edges_for_sparsity
-from hap.draw import draw_circuits
-from hap.exact import EdgeEffects, average_precision, edge_effects, roc_auc, top_k
-from hap.graph import Graph
-from hap.roles import ROLE_ORDER, find_roles, heads_in_circuit, write_roles
+from hap.analysis.draw import draw_circuits
+from hap.analysis.exact import EdgeEffects, average_precision, edge_effects, roc_auc, top_k
+from hap.analysis.roles import ROLE_ORDER, find_roles, heads_in_circuit, write_roles
+from hap.engine.graph import Graph
+from hap.io.circuit import Circuit
+from hap.io.formats import read_circuit
+from hap.search.selection import edges_for_sparsity
 
 DIAGRAM_METHODS = ("eap", "ep", "hap")
 
@@ -33,9 +35,9 @@ def load_circuits(table: pd.DataFrame, folder: Path, graph: Graph) -> dict[tuple
     for row in table[table["status"] == "ok"].itertuples():
         path = folder / f"{row.run_key}.json"
         if path.exists():
-            out[(row.method, round(float(row.target_sparsity), 6), int(row.seed))] = Circuit.load(
+            out[(row.method, round(float(row.target_sparsity), 6), int(row.seed))] = read_circuit(
                 path, graph
-            )
+            )[0]
     return out
 
 

@@ -26,14 +26,14 @@ from pathlib import Path
 
 import torch
 
-from hap.attribution import attribution_scores
-from hap.circuit import edges_for_sparsity
-from hap.frontier import Frontier, run_frontier
-from hap.graph import Graph
-from hap.hybrid import HAPConfig, candidate_edges
-from hap.masks import SearchConfig, learn_masks
+from hap.engine.graph import Graph
+from hap.experiments.frontier import Frontier, run_frontier
 from hap.models import load_model
-from hap.shapes import build_checkpoint
+from hap.models.shapes import build_checkpoint
+from hap.search.attribution import attribution_scores
+from hap.search.hybrid import HAPConfig, candidate_edges
+from hap.search.masks import SearchConfig, learn_masks
+from hap.search.selection import edges_for_sparsity
 from hap.tasks import make_task
 
 PAPER_RATIO = 0.54  # HAP 1579 s / EP 2921 s on GPT-2 small, IOI, 94% (arXiv 2510.03282)
@@ -136,7 +136,7 @@ def report(result: CheckResult, settings: CheckSettings = CheckSettings()) -> st
 @dataclass(frozen=True)
 class ScaleSettings:
     """The per-step check at the paper's scale: a GPT-2-small-shaped model with random weights
-    (hap.shapes, 32,491 edges), HAP's candidates from its own EAP pass (HAP's default multiple),
+    (hap.models.shapes, 32,491 edges), HAP's candidates from its own EAP pass (HAP's default multiple),
     `steps` steps of each method's own search loop on `batch` prompts, the two methods
     alternated for `rounds` rounds in this process. A run's first step is a warm-up; the figure
     is the median step of each method."""

@@ -5,7 +5,7 @@ The saving is structural: masks, optimiser state and the L0 terms exist only for
 and the patching engine builds sender deltas and einsums only for candidate senders, receivers and
 the (sender chunk, receiver group) blocks that hold a candidate edge (`EdgeMaskedForward(active=)`).
 Every non-candidate edge is fixed to its corrupted value. The search itself is Edge Pruning's,
-with the same config, warm-up formula and stopping rule (`hap.masks.SearchConfig`): the only
+with the same config, warm-up formula and stopping rule (`hap.search.masks.SearchConfig`): the only
 difference in budget is the one the method makes, a start closer to the target.
 """
 
@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hap.attribution import IG_POINTS, attribution_scores
-from hap.circuit import Circuit, edges_for_sparsity, top_edges
-from hap.config import ConfigError
-from hap.graph import Graph
-from hap.masks import SearchConfig, binarize, learn_masks, median_step
+from hap.engine.graph import Graph
+from hap.errors import ConfigError
+from hap.io.circuit import Circuit
+from hap.search.attribution import IG_POINTS, attribution_scores
+from hap.search.masks import SearchConfig, binarize, learn_masks, median_step
+from hap.search.selection import edges_for_sparsity, top_edges
 from hap.tasks.base import Task
 
 
@@ -75,13 +76,13 @@ def discover(
     result = learn_masks(
         model, graph, task, target_sparsity, config.search, seed, active=candidates
     )
-    mask = binarize(graph, result.log_alpha, candidates, n_keep)
+    selection = binarize(graph, result.log_alpha, candidates, n_keep, config.search)
     edge_scores = torch.full((graph.n_edges,), float("-inf"))
     edge_scores[candidates] = result.log_alpha.cpu()
     return Circuit.build(
         "hap",
         graph,
-        mask,
+        selection.mask,
         target_sparsity,
         seed,
         config,
@@ -99,4 +100,5 @@ def discover(
             "val_history": result.val_history,
             "step_s": median_step(result.step_seconds),
         },
+        selection=selection,
     )

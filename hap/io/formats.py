@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from hap.circuit import Circuit
+from hap.engine.graph import Graph
 from hap.errors import UserError
-from hap.graph import Graph
+from hap.io.circuit import Circuit
 
 FORMATS = ("native", "eap-ig", "eap-ig-pt")
 NATIVE_TAG = "hap-circuit/1"

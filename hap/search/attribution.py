@@ -10,7 +10,7 @@ EAP takes d metric / d x_v on the clean run; EAP-IG averages it over `ig_steps` 
 from the baseline to the clean input embeddings (the "inputs" variant of EAP-IG). Either way the
 whole [n_senders, n_receivers] matrix comes from one einsum per receiver group and batch.
 
-Ablations: y~ is whatever removed edges carry (`hap.patching.Ablation`): the corrupted run's
+Ablations: y~ is whatever removed edges carry (`hap.engine.patching.Ablation`): the corrupted run's
 outputs, their mean over a reference split, or zero. The IG path starts at the baseline's input
 embedding (the corrupted prompt's, the mean embedding, or zero).
 
@@ -29,10 +29,9 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from hap import metrics
-from hap.errors import RunFailed
-from hap.graph import Graph
-from hap.patching import (
+from hap.engine import metrics
+from hap.engine.graph import Graph
+from hap.engine.patching import (
     Ablation,
     Baseline,
     carried_groups,
@@ -42,6 +41,7 @@ from hap.patching import (
     sender_hook,
     sender_major,
 )
+from hap.errors import RunFailed
 from hap.tasks.base import TaskData
 
 

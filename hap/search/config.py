@@ -15,13 +15,9 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from hap.errors import UserError
+from hap.errors import ConfigError
 
 C = TypeVar("C")
-
-
-class ConfigError(UserError):
-    """A --set key or value that the backend's config does not take."""
 
 
 def _hints(cls: type) -> dict[str, Any]:

@@ -6,7 +6,7 @@ edge; every other edge clean), on the task's validation split:
     d_kl[e] = KL(full || full without e)            (>= 0; what Edge Pruning's loss sees)
     d_logit_diff[e] = LD(full without e) - LD(full)  (the sign EAP's scores estimate)
 
-EAP's score of e is the first-order estimate of d_logit_diff[e] (hap.attribution), so the two can
+EAP's score of e is the first-order estimate of d_logit_diff[e] (hap.search.attribution), so the two can
 be compared edge by edge. Edges are batched: one clean forward over `chunk` copies of the split,
 each copy with one edge removed (`compute_effects`), checked against one masked forward per edge
 (`exact_reference`); the full model's logits and the baseline are computed once. On a CPU the
@@ -28,16 +28,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from hap import metrics
-from hap.formats import atomic_write
-from hap.graph import Graph
-from hap.patching import (
+from hap.engine import metrics
+from hap.engine.graph import Graph
+from hap.engine.patching import (
     Ablation,
     EdgeMaskedForward,
     compute_baseline,
     fixed_references,
     run_activations,
 )
+from hap.io.formats import atomic_write
 from hap.progress import bar
 from hap.tasks.base import TaskData
 
@@ -62,7 +62,7 @@ class EdgeEffects:
 
 
 def cache_dir() -> Path:
-    from hap.zoo import cache_root
+    from hap.models.zoo import cache_root
 
     return cache_root() / "exact"
 
@@ -95,7 +95,7 @@ def compute_effects(
     prompts are repeated once per edge and each copy's receiver input loses its own edge's delta
     (one clean forward, no masks). `exact_reference` is the one-masked-forward-per-edge
     definition it is tested against."""
-    from hap.patching import receiver_hooks
+    from hap.engine.patching import receiver_hooks
 
     device = next(model.parameters()).device
     data = data.to(device)

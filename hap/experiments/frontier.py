@@ -2,7 +2,7 @@
 
 A comparison of search methods at their default budgets measures the defaults. Here every
 mask-learning method runs the same ladder of fixed `steps` (warm-up by the shared formula,
-`hap.masks.warmup_steps`), and the figures that compare them are read off the frontiers:
+`hap.search.masks.warmup_steps`), and the figures that compare them are read off the frontiers:
 
 - per-step ratio: the slope of pruning seconds against steps (least squares over every point) of
   one method over the other's: what a search step costs, fixed set-up excluded;
@@ -23,11 +23,11 @@ from functools import partial
 
 import numpy as np
 
-from hap import config as hap_config
-from hap.circuit import Circuit
-from hap.evaluate import evaluate_circuit
-from hap.graph import Graph
-from hap.registry import Backend, get_backend
+from hap.engine.evaluate import evaluate_circuit
+from hap.engine.graph import Graph
+from hap.experiments.registry import Backend, get_backend
+from hap.io.circuit import Circuit
+from hap.search import config as hap_config
 from hap.tasks.base import Task
 from hap.timing import measure
 

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hap import metrics
-from hap.circuit import edges_for_sparsity
-from hap.config import ConfigError
-from hap.errors import RunFailed, UserError
-from hap.graph import Graph
-from hap.patching import Ablation, EdgeMaskedForward, check_ablation, fixed_references
+from hap.engine import metrics
+from hap.engine.graph import Graph
+from hap.engine.patching import Ablation, EdgeMaskedForward, check_ablation, fixed_references
+from hap.errors import ConfigError, RunFailed, UserError
 from hap.progress import bar
+from hap.search.selection import Selection, check_selection, edges_for_sparsity, select
 from hap.tasks.base import Task, TaskData
 
 BETA = 2.0 / 3.0  # temperature
@@ -80,6 +79,7 @@ class SearchConfig:
     init_log_alpha: float = 3.0
     init_std: float = 0.01
     ablation: str = Ablation.CORRUPTED.value
+    selection: str = "refill"
 
     def validate(self) -> None:
         positive = {
@@ -96,6 +96,7 @@ class SearchConfig:
         if bad:
             raise ConfigError(f"search settings must be positive: {', '.join(bad)}")
         check_ablation(self.ablation)
+        check_selection(self.selection)
 
 
 def warmup_steps(config: SearchConfig, start: float, target: float) -> int:
@@ -245,7 +246,7 @@ def learn_masks(
             )
         if by_rule and step >= warmup and (step - warmup) % config.eval_every == 0:
             expected = float(1.0 - keep_probability(log_alpha.detach()).sum() / graph.n_edges)
-            kept = binarize(graph, log_alpha.detach(), active, n_keep)
+            kept = binarize(graph, log_alpha.detach(), active, n_keep, config).mask
             val_history.append((step, circuit_kl(model, graph, val, kept), expected))
             near = abs(expected - target_sparsity) <= config.sparsity_tol * budget
             if near and rule_fires([h[1] for h in val_history], config.patience, config.rel_tol):
@@ -263,11 +264,13 @@ def learn_masks(
     )
 
 
-def binarize(graph: Graph, log_alpha: Tensor, active: Tensor | None, n_keep: int) -> Tensor:
-    """[n_edges] bool keeping exactly min(n_keep, n_active) active edges, those of highest
-    log-alpha: the threshold that lands the requested sparsity exactly."""
-    active = torch.arange(graph.n_edges) if active is None else active.cpu()
-    order = torch.argsort(log_alpha.cpu(), descending=True, stable=True)
-    mask = torch.zeros(graph.n_edges, dtype=torch.bool)
-    mask[active[order[:n_keep]]] = True
-    return mask
+def binarize(
+    graph: Graph, log_alpha: Tensor, active: Tensor | None, n_keep: int, config: SearchConfig
+) -> Selection:
+    """The circuit of `n_keep` live edges ranked by log-alpha among the `active` edges (default
+    all), by the config's selection rule (hap.search.selection): the stopping rule scores the
+    very circuit the search returns."""
+    priority = torch.full((graph.n_edges,), -torch.inf)
+    eligible = None if active is None else active.cpu()
+    priority[slice(None) if eligible is None else eligible] = log_alpha.detach().cpu().float()
+    return select(graph, priority, n_keep, config.ablation, config.selection, eligible)
