@@ -28,16 +28,16 @@ import torch
 
 from hap.engine.graph import Graph
 from hap.experiments.frontier import Frontier, run_frontier
+from hap.experiments.runs import Split, build_task
+from hap.io.atomic import write_json
 from hap.models import load_model
 from hap.models.shapes import build_checkpoint
 from hap.search.attribution import attribution_scores
 from hap.search.hybrid import HAPConfig, candidate_edges
 from hap.search.masks import SearchConfig, learn_masks
 from hap.search.selection import edges_for_sparsity
-from hap.tasks import make_task
 
 PAPER_RATIO = 0.54  # HAP 1579 s / EP 2921 s on GPT-2 small, IOI, 94% (arXiv 2510.03282)
-REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference" / "speedup_check.json"
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,8 @@ def run_check(
     model, graph: Graph, settings: CheckSettings = CheckSettings()
 ) -> tuple[Frontier, Frontier]:
     """The ladder at `sparsity` and the short one at `high_sparsity`."""
-    task = make_task(
-        settings.task,
-        model.tokenizer,
-        n_train=settings.n_train,
-        n_val=settings.n_val,
-        n_test=settings.n_test,
-        seed=settings.seed,
-    )
+    split = Split(settings.n_train, settings.n_val, settings.n_test)
+    task = build_task(model, settings.task, settings.seed, split)
     tasks, methods = {settings.seed: task}, ["ep", "hap"]
     main = run_frontier(model, graph, tasks, methods, settings.sparsity, list(settings.budgets))
     high = run_frontier(
@@ -163,9 +157,7 @@ class ScaleResult:
 def run_scale_check(settings: ScaleSettings = ScaleSettings(), device=None) -> ScaleResult:
     model = load_model(build_checkpoint(settings.shape, settings.model_seed), device=device)
     graph = Graph.from_model(model)
-    task = make_task(
-        "ioi", model.tokenizer, n_train=settings.batch, n_val=0, n_test=0, seed=settings.seed
-    )
+    task = build_task(model, "ioi", settings.seed, Split(settings.batch, 0, 0))
     n_keep = edges_for_sparsity(graph, settings.sparsity)
     scores = attribution_scores(model, graph, task.train, batch_size=settings.batch)
     candidates = candidate_edges(scores, n_keep, HAPConfig().candidate_multiple)
@@ -193,7 +185,7 @@ def write_reference(
     settings: CheckSettings,
     scale: ScaleResult,
     scale_settings: ScaleSettings,
-    path: Path = REFERENCE,
+    path: Path,
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
@@ -204,8 +196,8 @@ def write_reference(
         "machine": platform.machine(),
         "torch": torch.__version__,
     }
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    write_json(path, record)
 
 
-def read_reference(path: Path = REFERENCE) -> dict:
+def read_reference(path: Path) -> dict:
     return json.loads(path.read_text())

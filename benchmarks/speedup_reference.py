@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from speedup_check import (
@@ -35,6 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--out", type=Path, default=Path("results/reference/speedup_check.json"), help="JSON"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(device="cpu")
@@ -58,7 +62,7 @@ def main() -> None:
         print(scale_report(scale, scale_settings), flush=True)
     ratios = [s.ratio for s in scales]
     scale = min(scales, key=lambda s: abs(s.ratio - statistics.median(ratios)))
-    write_reference(median, settings, scale, scale_settings)
+    write_reference(median, settings, scale, scale_settings, args.out)
     print("reference (medians):", median, scale)
 
 

@@ -29,7 +29,7 @@ def test_ratios_by_hand():
             points.append(_point("ep", seed, steps, 1 + 0.1 * steps, ep_kl))
             points.append(_point("hap", seed, steps, 2 + 0.05 * steps, hap_kl))
     frontier = Frontier(points)
-    assert frontier.per_step_ratio() == pytest.approx(0.5)
+    assert frontier.per_step_slope_ratio() == pytest.approx(0.5)
     equal = frontier.equal_faithfulness()
     assert equal.level == pytest.approx(0.525)
     # EP reaches 0.525 between 20 (3 s, KL 1.0) and 40 steps (5 s, KL 0.5): 3 + 2 * 0.475 / 0.5
@@ -72,7 +72,7 @@ def test_frontier_command_json_and_plot(tmp_path, capsys):
     assert steps == [("eap", 0), ("ep", 3), ("ep", 12), ("hap", 3), ("hap", 12)]
     for key in ("method", "seed", "steps", "wall_s", "kl", "logit_diff", "faithfulness"):
         assert key in summary["points"][0]
-    assert summary["per_step_ratio"] > 0
+    assert summary["per_step_slope_ratio"] > 0
     assert "equal_faithfulness_ratio" in summary
     assert summary["configs"]["hap"]["candidate_multiple"] == 4.0
     assert plot.stat().st_size > 10_000

@@ -20,12 +20,14 @@ from dataclasses import asdict
 import pytest
 from speedup_check import CheckSettings, ScaleSettings, read_reference
 
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference" / "speedup_check.json"
+
 TOLERANCE = CheckSettings().tolerance
 
 
 @pytest.fixture(scope="module")
 def reference() -> dict:
-    record = read_reference()
+    record = read_reference(REFERENCE)
     settings = asdict(CheckSettings())
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
     assert record["settings"] == settings, (

@@ -37,7 +37,7 @@ from hap.engine.patching import (
     fixed_references,
     run_activations,
 )
-from hap.io.formats import atomic_write
+from hap.io.atomic import atomic_write
 from hap.progress import bar
 from hap.tasks.base import TaskData
 

@@ -194,7 +194,7 @@ def plot_frontier(summary: dict, path: Path) -> Path:
     shown = "not reached" if ratio is None else f"{ratio:.2f}"
     ax.set_title(
         f"{summary['task']} at {summary['target_sparsity']:.0%} sparsity on {summary['model']}: "
-        f"HAP/EP time to equal faithfulness {shown}, per step {summary['per_step_ratio']:.2f}\n"
+        f"HAP/EP time to equal faithfulness {shown}, per step {summary['per_step_slope_ratio']:.2f}\n"
         f"lines: mean over {len(summary['seeds'])} seeds at each step budget (labels), "
         f"bands: min-max",
         fontsize=9,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +10,6 @@ from torch import Tensor
 from hap.engine import metrics
 from hap.engine.graph import Graph
 from hap.engine.patching import Ablation, EdgeMaskedForward, fixed_references
-from hap.io.circuit import Circuit
 from hap.tasks.base import TaskData, check_vocabulary
 
 
@@ -27,25 +25,6 @@ class Evaluation:
     full_logit_diff: float
     empty_logit_diff: float
     n_examples: int
-
-
-def result_record(circuit: Circuit, result: Evaluation) -> dict:
-    """The circuit's and its evaluation's fields that `hap discover --json` and the results CSV
-    share (scripts rely on these keys). `steps`: search steps run (None for methods without
-    them); `config`: the backend's resolved config as JSON."""
-    return {
-        "steps": circuit.steps,
-        "config": json.dumps(circuit.config, sort_keys=True),
-        "target_sparsity": circuit.target_sparsity,
-        "sparsity": circuit.sparsity,
-        "n_edges": circuit.n_edges,
-        "kl": result.kl,
-        "logit_diff": result.logit_diff,
-        "accuracy": result.accuracy,
-        "exact_match": result.exact_match,
-        "faithfulness": result.faithfulness,
-        "full_logit_diff": result.full_logit_diff,
-    }
 
 
 @torch.no_grad()

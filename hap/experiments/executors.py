@@ -19,7 +19,6 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from functools import partial
 
 import torch
 
@@ -79,22 +78,13 @@ def loaded(sweep):
 
 
 def _task(sweep, name: str, seed: int):
-    from hap.tasks import make_task
+    from hap.experiments.runs import build_task
 
     model, _ = loaded(sweep)
-    sizes = (sweep.n_train, sweep.n_val, sweep.n_test)
     tasks = _WORKER["tasks"]
-    if (name, seed, sizes) not in tasks:
-        tasks[(name, seed, sizes)] = make_task(
-            name,
-            model.tokenizer,
-            n_train=sweep.n_train,
-            n_val=sweep.n_val,
-            n_test=sweep.n_test,
-            seed=seed,
-            prepend_bos=model.prepend_bos,
-        )
-    return tasks[(name, seed, sizes)]
+    if (name, seed, sweep.split) not in tasks:
+        tasks[(name, seed, sweep.split)] = build_task(model, name, seed, sweep.split)
+    return tasks[(name, seed, sweep.split)]
 
 
 def mask_digest(mask: torch.Tensor) -> str:
@@ -104,37 +94,28 @@ def mask_digest(mask: torch.Tensor) -> str:
 
 
 def run_point(point: GridPoint, sweep, configs: dict, origin: dict) -> dict:
-    """One grid point, start to finish, in this process: its full result row."""
-    from hap.engine.evaluate import evaluate_circuit, result_record
-    from hap.experiments.registry import get_backend
-    from hap.timing import measure
+    """One grid point, start to finish, in this process: its full result row (with the
+    circuit and the calibration note for the driver under "_circuit" / "_calibration")."""
+    from hap.experiments.runs import run_one
+    from hap.experiments.sweep import calibration_note
 
     model, graph = loaded(sweep)
     task = _task(sweep, point.task, point.seed)
     device = next(model.parameters()).device
     row = {**base_row(point, sweep, configs, origin), "device": str(device)}
     row["threads"] = torch.get_num_threads()
-    backend = get_backend(point.method)
+    row["_calibration"] = calibration_note(model.name, graph.n_edges)
     config = configs[point.method]
-    run = partial(backend, model, graph, task, point.sparsity, seed=point.seed, config=config)
     try:
-        circuit, cost = measure(run, device)
+        run = run_one(model, graph, task, point.method, point.sparsity, point.seed, config)
     except RunFailed as failure:
         return {**row, "status": "failed", "error": str(failure)}
-    result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=sweep.ablation)
     return {
         **row,
-        "_circuit": to_native(circuit, graph),  # the driver writes it (sweep.circuits)
+        "_circuit": to_native(run.circuit, graph),  # the driver writes it (sweep.circuits)
         "status": "ok",
-        "stopped": circuit.details.get("stopped"),
-        **result_record(circuit, result),
-        "circuit": mask_digest(circuit.mask),
-        "wall_s": cost.wall_s,
-        "cpu_s": cost.cpu_s,
-        "peak_mem_mb": cost.peak_mem_mb,
-        "attribution_s": circuit.timings.get("attribution", 0.0),
-        "pruning_s": circuit.timings.get("pruning", 0.0),
-        "step_s": circuit.details.get("step_s"),
+        **run.record(graph),
+        "circuit": mask_digest(run.circuit.mask),
     }
 
 

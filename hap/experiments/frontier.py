@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from functools import partial
 
 import numpy as np
 
-from hap.engine.evaluate import evaluate_circuit
 from hap.engine.graph import Graph
 from hap.experiments.registry import Backend, get_backend
+from hap.experiments.runs import run_one
 from hap.io.circuit import Circuit
 from hap.search import config as hap_config
 from hap.tasks.base import Task
-from hap.timing import measure
 
 
 @dataclass(frozen=True)
@@ -63,13 +61,13 @@ class Frontier:
             for steps, ps in sorted(rows.items(), key=lambda item: item[0] or 0)
         ]
 
-    def per_step_ratio(self, method: str = "hap", reference: str = "ep") -> float:
+    def per_step_slope_ratio(self, method: str = "hap", reference: str = "ep") -> float:
         return _step_cost(self.points, method) / _step_cost(self.points, reference)
 
     def median_step_ratio(self, method: str = "hap", reference: str = "ep") -> float:
         """Median step seconds of `method` over every run of the ladder, over the same of
         `reference`: the per-step cost ratio read from the steps themselves. A burst of load
-        during one run moves a slope over budgets (`per_step_ratio`, dominated by the largest
+        during one run moves a slope over budgets (`per_step_slope_ratio`, dominated by the largest
         budget's runs) but not a median over hundreds of steps."""
 
         def median(name: str) -> float:
@@ -110,11 +108,11 @@ class Frontier:
         return EqualFaithfulness(level, times[method], times[reference], ratio, per_seed)
 
     def summary(self, method: str = "hap", reference: str = "ep", slack: float = 1.05) -> dict:
-        """The `--json` shape: points, per_step_ratio, equal_faithfulness_ratio and its detail."""
+        """The `--json` shape: points, per_step_slope_ratio, equal_faithfulness_ratio and its detail."""
         equal = self.equal_faithfulness(method, reference, slack)
         return {
             "points": [asdict(p) for p in self.points],
-            "per_step_ratio": self.per_step_ratio(method, reference),
+            "per_step_slope_ratio": self.per_step_slope_ratio(method, reference),
             "equal_faithfulness_ratio": equal.ratio,
             "equal_faithfulness": asdict(equal),
         }
@@ -181,7 +179,6 @@ def run_frontier(
         for b in backends
         if b.learns_masks or steps == budgets[0]
     ]
-    device = next(model.parameters()).device
     seed, task = next(iter(tasks.items()))
     for backend in backends:  # untimed: the first run in a process pays one-off set-up costs
         budget = min(budgets) if backend.learns_masks else None
@@ -191,10 +188,8 @@ def run_frontier(
     for seed, steps, backend in tqdm(plan, disable=not progress, desc="frontier"):
         budget = steps if backend.learns_masks else None
         config = _with_steps(backend, configs.get(backend.name), budget)
-        task = tasks[seed]
-        run = partial(backend, model, graph, task, sparsity, seed=seed, config=config)
-        circuit, cost = measure(run, device)
-        result = evaluate_circuit(model, graph, task.test, circuit.mask)
+        run = run_one(model, graph, tasks[seed], backend.name, sparsity, seed, config)
+        circuit, cost, result = run.circuit, run.cost, run.evaluation
         frontier.circuits[(backend.name, seed, budget)] = circuit
         frontier.points.append(
             FrontierPoint(
@@ -246,7 +241,7 @@ def format_table(frontier: Frontier, summary: dict) -> str:
         )
 
     lines.append(
-        f"per-step cost ratio hap/ep: {summary['per_step_ratio']:.3f}; reference level: test KL "
+        f"per-step cost ratio hap/ep: {summary['per_step_slope_ratio']:.3f}; reference level: test KL "
         f"{equal['level']:.3f} (EP's best mean x 1.05); time to it: hap {show(equal['method_s'])} s, "
         f"ep {show(equal['reference_s'])} s; equal-faithfulness ratio hap/ep: "
         f"{show(equal['ratio'])} (per seed: {', '.join(show(r) for r in equal['per_seed'])})"

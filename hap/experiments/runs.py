@@ -1,0 +1,114 @@
+"""One run, built and executed in one place: the task that (task, model, seed, split sizes)
+names, and one method searched, timed and evaluated on it. `hap discover`, `hap bench` (either
+executor), `hap frontier`, `hap baseline`, `hap mib` and the case study all come through here, so
+a prompt set or an evaluation setting cannot drift between commands."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import partial
+
+from hap.engine.evaluate import Evaluation, evaluate_circuit
+from hap.engine.graph import Graph
+from hap.engine.live import count_live
+from hap.io.circuit import Circuit
+from hap.tasks import make_task
+from hap.tasks.base import Task
+from hap.timing import Measured, measure
+
+
+@dataclass(frozen=True)
+class Split:
+    """The split sizes a run draws (train for the search, validation for the stopping rule,
+    test for the evaluation). The defaults are every command's, so `discover`, `evaluate`,
+    `baseline` and `bench` evaluate the same test prompts for one seed."""
+
+    n_train: int = 64
+    n_val: int = 64
+    n_test: int = 200
+
+    def record(self) -> dict[str, int]:
+        return {"n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test}
+
+
+def build_task(model, name: str, seed: int, split: Split = Split()) -> Task:
+    """The task `name` drawn by `seed` with `split`'s sizes, for `model`'s tokenizer and its
+    BOS convention: the one way every command builds its prompts."""
+    return make_task(
+        name,
+        model.tokenizer,
+        n_train=split.n_train,
+        n_val=split.n_val,
+        n_test=split.n_test,
+        seed=seed,
+        prepend_bos=model.prepend_bos,
+    )
+
+
+def config_ablation(config) -> str:
+    """The ablation a backend's resolved config searches under (HAP keeps it in `search`)."""
+    return getattr(getattr(config, "search", config), "ablation", "corrupted")
+
+
+def result_record(circuit: Circuit, result: Evaluation, graph: Graph, ablation: str) -> dict:
+    """The circuit's and its evaluation's fields that `hap discover --json`, the results CSV and
+    `hap evaluate` share (scripts rely on these keys). `budget`: the edges asked for;
+    `n_edges`: the edges kept; `live_edges`: those on a path from the input to the logits under
+    `ablation`; `sparsity`: 1 - live / all edges, the achieved sparsity every comparison uses.
+    `steps`: search steps run (None for methods without them); `config`: the resolved config."""
+    live = count_live(graph, circuit.mask, ablation)
+    return {
+        "steps": circuit.steps,
+        "config": json.dumps(circuit.config, sort_keys=True),
+        "target_sparsity": circuit.target_sparsity,
+        "selection": circuit.details.get("selection"),
+        "budget": circuit.details.get("budget"),
+        "n_edges": circuit.n_edges,
+        "live_edges": live,
+        "sparsity": 1.0 - live / graph.n_edges,
+        "kl": result.kl,
+        "logit_diff": result.logit_diff,
+        "accuracy": result.accuracy,
+        "exact_match": result.exact_match,
+        "faithfulness": result.faithfulness,
+        "full_logit_diff": result.full_logit_diff,
+    }
+
+
+@dataclass
+class RunResult:
+    circuit: Circuit
+    evaluation: Evaluation
+    cost: Measured
+    ablation: str
+
+    def record(self, graph: Graph) -> dict:
+        """result_record plus the run's cost and stage timings."""
+        circuit = self.circuit
+        return {
+            **result_record(circuit, self.evaluation, graph, self.ablation),
+            "stopped": circuit.details.get("stopped"),
+            "wall_s": self.cost.wall_s,
+            "cpu_s": self.cost.cpu_s,
+            "peak_mem_mb": self.cost.peak_mem_mb,
+            "attribution_s": circuit.timings.get("attribution", 0.0),
+            "pruning_s": circuit.timings.get("pruning", 0.0),
+            "step_s": circuit.details.get("step_s"),
+        }
+
+
+def run_one(
+    model, graph: Graph, task: Task, method: str, sparsity: float, seed: int, config
+) -> RunResult:
+    """`method` at `sparsity` on `task`'s train split, timed, and its circuit evaluated on the
+    test split under the ablation it searched under. Raises RunFailed for a failed search."""
+    from hap.experiments.registry import get_backend
+
+    backend = get_backend(method)
+    device = next(model.parameters()).device
+    run = partial(backend, model, graph, task, sparsity, seed=seed, config=config)
+    circuit, cost = measure(run, device)
+    ablation = config_ablation(config)
+    evaluation = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=ablation)
+    return RunResult(circuit, evaluation, cost, ablation)
