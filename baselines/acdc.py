@@ -16,7 +16,6 @@ import torch
 from hap.engine import metrics
 from hap.engine.graph import Graph
 from hap.engine.patching import Ablation, EdgeMaskedForward, check_ablation, fixed_references
-from hap.errors import ConfigError
 from hap.io.circuit import Circuit
 from hap.tasks.base import Task
 
@@ -31,8 +30,15 @@ class ACDCConfig:
     ablation: str = Ablation.CORRUPTED.value
 
     def validate(self) -> None:
-        if self.threshold < 0 or self.n_examples < 1:
-            raise ConfigError("acdc needs threshold >= 0 and n_examples >= 1")
+        from hap.search.config import check_ranges
+
+        check_ranges(
+            self,
+            {
+                "threshold": (self.threshold >= 0, "must be >= 0, nats of KL a removal may add"),
+                "n_examples": (self.n_examples >= 1, "must be >= 1"),
+            },
+        )
         check_ablation(self.ablation)
 
 

@@ -33,8 +33,15 @@ class EAPConfig:
     def validate(self) -> None:
         if self.metric not in ("logit_diff", "kl"):
             raise ConfigError(f"metric={self.metric!r}: choose logit_diff or kl")
-        if self.ig_steps < 0 or self.batch_size < 1:
-            raise ConfigError("ig_steps must be >= 0 and batch_size >= 1")
+        from hap.search.config import check_ranges
+
+        check_ranges(
+            self,
+            {
+                "ig_steps": (self.ig_steps >= 0, "must be >= 0; 0 means plain EAP"),
+                "batch_size": (self.batch_size >= 1, "must be >= 1"),
+            },
+        )
         if self.ig_points not in IG_POINTS:
             raise ConfigError(f"ig_points={self.ig_points!r}: choose {' or '.join(IG_POINTS)}")
         check_ablation(self.ablation)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import hap.cli
+import hap.models
 from hap.cli import main
 from hap.errors import UserError
 
@@ -19,7 +19,7 @@ def no_model(monkeypatch):
     def trip(*args, **kwargs):
         raise AssertionError("the model was loaded before the bad input was refused")
 
-    monkeypatch.setattr(hap.cli, "load_model", trip)
+    monkeypatch.setattr(hap.models, "load_model", trip)
 
 
 def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
@@ -116,7 +116,7 @@ def test_an_unexpected_exception_is_not_reworded(monkeypatch):
     def shape_bug(*args, **kwargs):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
 
-    monkeypatch.setattr(hap.cli, "load_model", shape_bug)
+    monkeypatch.setattr(hap.models, "load_model", shape_bug)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         main(["discover", "--method", "eap", "--device", "cpu"])
 

@@ -16,6 +16,7 @@ than asserted <= 0.54.
 """
 
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 from speedup_check import CheckSettings, ScaleSettings, read_reference

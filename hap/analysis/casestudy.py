@@ -240,3 +240,31 @@ def run_case_study(
         "circuits": len(circuits),
         "written": [str(p) for p in written],
     }
+
+
+def case_study_of_sweep(
+    results: Path, circuits: Path | None, out: Path, plots: Path, device: str | None = None
+) -> dict:
+    """The case study over a sweep's results file and circuits folder: its model loaded, and
+    seed 0's task rebuilt with the sweep's own split sizes (hap.experiments.runs.build_task)."""
+    from hap.errors import UserError
+    from hap.experiments.results import read_results
+    from hap.experiments.runs import Split, build_task
+    from hap.models import DEFAULT_MODEL_NAME, load_model
+
+    table = read_results(results)
+    table = table[table["task"] == "ioi"]
+    if not len(table):
+        raise UserError(f"{results} has no IOI rows: run hap bench --out {results} first")
+    models = sorted(set(table["model"]))
+    if len(models) != 1:
+        raise UserError(f"{results} mixes models {models}; give one model's sweep")
+    circuits = circuits or results.parent / "circuits"
+    if not circuits.is_dir():
+        raise UserError(f"no circuits folder {circuits}: run hap bench with --circuits {circuits}")
+    model = load_model(None if models[0] == DEFAULT_MODEL_NAME else models[0], device=device)
+    graph = Graph.from_model(model)
+    sizes = table.iloc[0]  # seed 0's validation split, as the sweep drew it
+    split = Split(int(sizes["n_train"]), int(sizes["n_val"]), int(sizes["n_test"]))
+    task = build_task(model, "ioi", 0, split)
+    return run_case_study(model, graph, task, table, circuits, out, plots)

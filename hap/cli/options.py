@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 
@@ -62,6 +63,16 @@ def _items(text: str) -> list[str]:
     return items
 
 
+def _unique(values: list, what: str) -> list:
+    """`values` in order without repeats; a dropped repeat is said in one line on stderr (a grid
+    never holds one point twice)."""
+    kept = list(dict.fromkeys(values))
+    if len(kept) < len(values):
+        dropped = sorted({str(v) for v in values if values.count(v) > 1})
+        print(f"hap: note: dropped repeated {what}: {', '.join(dropped)}", file=sys.stderr)
+    return kept
+
+
 def sparsities(text: str) -> tuple[float, ...]:
     values = []
     for item in _items(text):
@@ -69,7 +80,7 @@ def sparsities(text: str) -> tuple[float, ...]:
             values.append(sparsity(item))
         except argparse.ArgumentTypeError as error:
             raise argparse.ArgumentTypeError(f"item {item!r}: {error}") from None
-    return tuple(values)
+    return tuple(_unique(values, "sparsities"))
 
 
 def fractions(text: str) -> tuple[float, ...]:
@@ -79,9 +90,10 @@ def fractions(text: str) -> tuple[float, ...]:
         if not 0.0 < value <= 1.0:
             raise argparse.ArgumentTypeError(f"item {item!r}: a fraction must be in (0, 1]")
         values.append(value)
+    values = sorted(_unique(values, "fractions"))
     if len(values) < 2:
         raise argparse.ArgumentTypeError("an area needs two or more fractions")
-    return tuple(sorted(set(values)))
+    return tuple(values)
 
 
 def budgets(text: str) -> list[int]:
@@ -91,14 +103,14 @@ def budgets(text: str) -> list[int]:
             values.append(positive_int(item))
         except argparse.ArgumentTypeError as error:
             raise argparse.ArgumentTypeError(f"item {item!r}: {error}") from None
-    values = sorted(set(values))
+    values = sorted(_unique(values, "budgets"))
     if len(values) < 2:
         raise argparse.ArgumentTypeError("the per-step cost needs two or more step budgets")
     return values
 
 
 def names(text: str) -> list[str]:
-    return _items(text)
+    return _unique(_items(text), "names")
 
 
 def _existing_ancestor(path: Path) -> Path:

@@ -207,6 +207,36 @@ def run_frontier(
     return frontier
 
 
+def frontier_summary(
+    model,
+    graph: Graph,
+    tasks: dict[int, Task],
+    methods: list[str],
+    sparsity: float,
+    budgets: list[int],
+    configs: dict,
+    split=None,
+    progress: bool = False,
+) -> tuple[Frontier, dict]:
+    """run_frontier and its JSON summary with every resolved setting."""
+    import torch
+
+    result = run_frontier(model, graph, tasks, methods, sparsity, budgets, configs, progress)
+    summary = {
+        "task": next(iter(tasks.values())).name,
+        "model": model.name,
+        "target_sparsity": sparsity,
+        "budgets": budgets,
+        "seeds": list(tasks),
+        **(split.record() if split is not None else {}),
+        "device": str(next(model.parameters()).device),
+        "threads": torch.get_num_threads(),
+        "configs": {m: asdict(c) for m, c in configs.items()},
+        **result.summary(),
+    }
+    return result, summary
+
+
 def _with_steps(backend: Backend, config, steps: int | None):
     """`config` (or the backend's defaults) with a fixed step budget, for mask learners."""
     base = config if config is not None else backend.config()

@@ -218,6 +218,54 @@ def run_mib(
     )
 
 
+def mib_protocol(configs: dict) -> dict:
+    """Each config with MIB's selection: the top n edges of the ranking, dangling ones then
+    dropped (`selection="topn"`), whatever the sweep's default; the scoring methods' own curves
+    are cut the same way below."""
+    from hap.search import config as hap_config
+
+    out = {}
+    for method, config in configs.items():
+        keys = hap_config.keys(type(config))
+        key = "search.selection" if "search.selection" in keys else "selection"
+        out[method] = hap_config.override(config, {key: "topn"}) if key in keys else config
+    return out
+
+
+def run_mib_summary(
+    model,
+    graph: Graph,
+    task: Task,
+    methods: list[str],
+    configs: dict,
+    fractions: tuple[float, ...],
+    seed: int,
+    ablation: str,
+    split=None,
+) -> tuple[MIBResult, dict]:
+    """run_mib under MIB's protocol, and its JSON summary with every resolved setting."""
+    import time
+
+    import torch
+
+    configs = mib_protocol(configs)
+    start = time.perf_counter()
+    result = run_mib(model, graph, task, methods, configs, fractions, seed, ablation)
+    result.settings = {
+        "task": task.name,
+        "model": model.name,
+        "seed": seed,
+        "ablation": ablation,
+        "selection": "topn (MIB's protocol: top n edges, dangling ones dropped)",
+        **(split.record() if split is not None else {}),
+        "device": str(next(model.parameters()).device),
+        "threads": torch.get_num_threads(),
+        "wall_s": time.perf_counter() - start,
+        "configs": {m: asdict(c) for m, c in configs.items()},
+    }
+    return result, result.to_json()
+
+
 def _top(order: torch.Tensor, n: int) -> torch.Tensor:
     """[n_edges] bool: the n edges of largest `order` (ties by index)."""
     if n == 0:

@@ -10,6 +10,7 @@ name (`steps`) or its dotted path (`search.steps`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -40,8 +41,11 @@ def keys(cls: type) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _convert(value: Any, kind: Any, key: str) -> Any:
-    """`value` (a string from the command line, or already typed) as type `kind`."""
+def _convert(value: Any, kind: Any, key: str, example: Any = None) -> Any:
+    """`value` (a string from the command line, or already typed) as type `kind`. A float field
+    takes finite values only: inf and nan are refused here, naming the key, since no range check
+    in a config's `validate` can be trusted to catch nan (every comparison with it is False).
+    `example` (the field's default) is quoted in that refusal."""
     options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
         if type(None) in options:
@@ -66,11 +70,13 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
             continue
         if option is int and isinstance(value, str) and str(converted) != value.strip():
             continue  # "2.5" is no int
+        if option is float and not math.isfinite(converted):
+            shown = "" if not isinstance(example, float) else f", e.g. {key}={_show(example)}"
+            raise ConfigError(
+                f"{key}={value}: must be a finite float (inf and nan are not settings){shown}"
+            )
         return converted
-    names = " or ".join(
-        "none" if o is type(None) else getattr(o, "__name__", str(o)) for o in options
-    )
-    raise ConfigError(f"{key}={value!r} is not a valid {names}")
+    raise ConfigError(f"{key}={value!r} is not a valid {_kind(kind)}")
 
 
 def _with_path(config: Any, path: tuple[str, ...], value: Any) -> Any:
@@ -100,10 +106,51 @@ def override(config: C, overrides: Mapping[str, Any] | None = None, name: str = 
         for part in path[:-1]:
             owner = getattr(owner, part)
         kind = _hints(type(owner))[path[-1]]
-        config = _with_path(config, path, _convert(value, kind, key))
+        example = _default(type(owner), path[-1])
+        config = _with_path(config, path, _convert(value, kind, key, example))
     if hasattr(config, "validate"):
         config.validate()
     return config
+
+
+def _default(cls: type, name: str) -> Any:
+    """Field `name`'s default in dataclass `cls` (None when it has none or a factory)."""
+    default = {f.name: f.default for f in dataclasses.fields(cls)}[name]
+    return None if default is dataclasses.MISSING else default
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _kind(kind: Any) -> str:
+    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    return " or ".join(
+        "none" if o is type(None) else getattr(o, "__name__", str(o)) for o in options
+    )
+
+
+def check_ranges(config: Any, rules: Mapping[str, tuple[bool, str]]) -> None:
+    """Raise one ConfigError naming every field of `config` out of its range: `rules` maps a
+    field to (whether its value is in range, the range in words). A float field that is not
+    finite is out of range whatever its rule says. The message gives each bad value, its range,
+    its type and the default as an example: `lr=-1: must be > 0 (a float, e.g. 0.3)`. Write
+    `ok` so that nan fails it (`lr > 0`, not `not lr <= 0`)."""
+    hints = _hints(type(config))
+    bad = []
+    for key, (ok, rule) in rules.items():
+        value = getattr(config, key)
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if ok and finite:
+            continue
+        example = _default(type(config), key)
+        if not finite:
+            rule = f"not finite; {rule}"
+        shown = "" if example is None else f", e.g. {_show(example)}"
+        article = "an" if _kind(hints[key])[0] in "aeiou" else "a"
+        bad.append(f"{key}={_show(value)}: {rule} ({article} {_kind(hints[key])}{shown})")
+    if bad:
+        raise ConfigError("; ".join(bad))
 
 
 def parse_settings(pairs: list[str] | None) -> dict[str, str]:

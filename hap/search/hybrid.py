@@ -41,10 +41,22 @@ class HAPConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
 
     def validate(self) -> None:
-        if self.candidate_multiple < 1:
-            raise ConfigError("candidate_multiple must be >= 1 (candidates >= the edge budget)")
-        if self.attribution_metric not in ("logit_diff", "kl") or self.ig_steps < 0:
-            raise ConfigError("attribution_metric must be logit_diff or kl, ig_steps >= 0")
+        from hap.search.config import check_ranges
+
+        check_ranges(
+            self,
+            {
+                "candidate_multiple": (
+                    self.candidate_multiple >= 1,
+                    "must be >= 1, candidates = this many times the edge budget",
+                ),
+                "ig_steps": (self.ig_steps >= 0, "must be >= 0; 0 means plain EAP scores"),
+            },
+        )
+        if self.attribution_metric not in ("logit_diff", "kl"):
+            raise ConfigError(
+                f"attribution_metric={self.attribution_metric!r}: choose logit_diff or kl"
+            )
         if self.ig_points not in IG_POINTS:
             raise ConfigError(f"ig_points={self.ig_points!r}: choose {' or '.join(IG_POINTS)}")
         self.search.validate()

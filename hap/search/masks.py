@@ -95,6 +95,30 @@ class SearchConfig:
             bad.append(f"warmup={self.warmup}")
         if bad:
             raise ConfigError(f"search settings must be positive: {', '.join(bad)}")
+        from hap.search.config import check_ranges
+
+        check_ranges(
+            self,
+            {
+                "warmup_per_sparsity": (
+                    self.warmup_per_sparsity >= 0,
+                    "must be >= 0, warm-up steps per unit of sparsity",
+                ),
+                "min_warmup": (self.min_warmup >= 0, "must be >= 0"),
+                "rel_tol": (
+                    0 <= self.rel_tol < 1,
+                    "must be in [0, 1), the relative KL gain that resets patience",
+                ),
+                "sparsity_tol": (
+                    0 < self.sparsity_tol <= 1,
+                    "must be in (0, 1], a fraction of the final edge budget",
+                ),
+                "lr": (self.lr > 0, "must be > 0"),
+                "lambda_lr": (self.lambda_lr > 0, "must be > 0"),
+                "init_log_alpha": (True, "must be finite"),
+                "init_std": (self.init_std >= 0, "must be >= 0"),
+            },
+        )
         check_ablation(self.ablation)
         check_selection(self.selection)
 

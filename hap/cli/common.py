@@ -1,0 +1,156 @@
+"""What several commands share: their flags, the ablation they agree on, the split sizes, and
+the model and task a command loads."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hap.cli import options
+from hap.engine.patching import Ablation, check_ablation
+from hap.errors import ConfigError
+from hap.experiments.runs import Split, build_task
+from hap.search.config import parse_settings
+from hap.tasks import GENERATORS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line `hap: error: ...` (exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"hap: error: {message} (see `{self.prog} --help`)\n")
+
+
+def flags(parser: argparse.ArgumentParser, json: bool = True) -> None:
+    if json:
+        parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="hub name or local path (default: embedded)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument(
+        "--threads", type=options.positive_int, default=None, help="torch CPU threads"
+    )
+
+
+def data(
+    parser: argparse.ArgumentParser, seed: bool = True, split: bool = True, task: bool = True
+) -> None:
+    """--task, --seed and the split sizes (every command's defaults are Split's, so one seed
+    names one prompt set everywhere)."""
+    defaults = Split()
+    if task:
+        parser.add_argument("--task", default="ioi", choices=sorted(GENERATORS))
+    if seed:
+        parser.add_argument("--seed", type=options.nonnegative_int, default=0)
+    if split:
+        parser.add_argument("--n-train", type=options.nonnegative_int, default=defaults.n_train)
+        parser.add_argument(
+            "--n-val",
+            type=options.nonnegative_int,
+            default=defaults.n_val,
+            help="validation prompts",
+        )
+    parser.add_argument("--n-test", type=options.positive_int, default=defaults.n_test)
+
+
+def seeds(parser: argparse.ArgumentParser, default: int | None) -> None:
+    """--n-seeds N: seeds 0..N-1 (--seeds N, its old name, still works and says so)."""
+    shown = "3" if default is None else str(default)
+    parser.add_argument(
+        "--n-seeds",
+        type=options.positive_int,
+        default=default,
+        help=f"run seeds 0..N-1 (default {shown})",
+    )
+    parser.add_argument(
+        "--seeds", type=options.positive_int, default=None, help=argparse.SUPPRESS
+    )
+
+
+def n_seeds(args: argparse.Namespace) -> int | None:
+    if args.seeds is not None:
+        print("hap: note: --seeds N is now --n-seeds N (seeds 0..N-1)", file=sys.stderr)
+        if args.n_seeds not in (None, args.seeds):
+            raise ConfigError(f"--seeds {args.seeds} and --n-seeds {args.n_seeds} disagree")
+        return args.seeds
+    return args.n_seeds
+
+
+def ablation(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ablation",
+        default=None,
+        choices=[a.value for a in Ablation],
+        help="what removed edges carry, in the search and the evaluation (default: corrupted)",
+    )
+
+
+def settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field of the backend's config, e.g. steps=100 (repeatable)",
+    )
+
+
+def with_ablation(args: argparse.Namespace) -> tuple[dict[str, str], str]:
+    """The --set overrides with the ablation every backend searches under, and that ablation:
+    --ablation and --set ablation=... name one thing and must agree."""
+    chosen_settings = parse_settings(args.set)
+    chosen = args.ablation or chosen_settings.get("ablation") or Ablation.CORRUPTED.value
+    if chosen_settings.get("ablation", chosen) != chosen:
+        raise ConfigError(
+            f"--ablation {args.ablation} and --set ablation={chosen_settings['ablation']} "
+            "disagree; give --ablation alone"
+        )
+    check_ablation(chosen)
+    return {**chosen_settings, "ablation": chosen}, chosen
+
+
+def split(args: argparse.Namespace) -> Split:
+    return Split(args.n_train, args.n_val, args.n_test)
+
+
+def task(args: argparse.Namespace, loaded_model, seed: int | None = None):
+    """The task the arguments name, for `loaded_model` (hap.experiments.runs.build_task)."""
+    return build_task(loaded_model, args.task, args.seed if seed is None else seed, split(args))
+
+
+def load(args: argparse.Namespace):
+    """The model the arguments name, and its graph."""
+    from hap.engine.graph import Graph
+    from hap.models import load_model
+
+    loaded = load_model(args.model, device=args.device)
+    return loaded, Graph.from_model(loaded)
+
+
+def save_circuit(circuit, graph, path, fmt: str):
+    """Write the circuit to `path`; where that fails after the compute, keep it (native JSON in
+    the working folder, else the temp folder) and say where in one line (exit 2)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from hap.errors import UserError
+    from hap.io.formats import write_circuit
+
+    try:
+        write_circuit(circuit, graph, path, fmt)
+        return path
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+    name = f"hap-circuit-{circuit.method}-{os.getpid()}.json"
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        try:
+            write_circuit(circuit, graph, folder / name, "native")
+        except OSError:
+            continue
+        raise UserError(f"could not write {path} ({reason}); the circuit is kept in {folder / name}")
+    raise UserError(f"could not write {path} ({reason}), nor a copy in the working or temp folder")

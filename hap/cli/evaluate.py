@@ -1,0 +1,61 @@
+"""`hap evaluate`: a circuit file (any supported format, from any tool) on the task's test split,
+under the ablation the circuit records unless told otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from hap.cli import common, options
+
+
+def add(commands) -> None:
+    parser = commands.add_parser("evaluate", help="evaluate a circuit file (any supported format)")
+    parser.add_argument("--circuit", type=options.input_file, required=True)
+    common.data(parser)
+    common.model(parser)
+    common.ablation(parser)
+    common.flags(parser)
+
+
+def circuit_ablation(circuit) -> str | None:
+    """The ablation a circuit was searched under, where its file records one."""
+    config = circuit.config or {}
+    return (config.get("search") or {}).get("ablation") or config.get("ablation")
+
+
+def run(args: argparse.Namespace) -> dict:
+    from hap.engine.evaluate import evaluate_circuit
+    from hap.engine.live import count_live
+    from hap.io.formats import check_same_shape, detect_format, read_circuit
+
+    fmt = detect_format(args.circuit)
+    circuit, file_graph = read_circuit(args.circuit)  # a broken file fails before the model loads
+    recorded = circuit_ablation(circuit)
+    ablation = args.ablation or recorded or "corrupted"
+    if args.ablation and recorded and args.ablation != recorded:
+        print(
+            f"hap: note: {args.circuit.name} was searched under {recorded} ablation; evaluating "
+            f"under {args.ablation} as asked",
+            file=sys.stderr,
+        )
+    model, graph = common.load(args)
+    check_same_shape(file_graph, graph, args.circuit)
+    task = common.task(args, model)
+    result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=ablation)
+    live = count_live(graph, circuit.mask, ablation)
+    return {
+        "circuit": str(args.circuit),
+        "format": fmt,
+        "method": circuit.method,
+        "task": args.task,
+        "model": model.name,
+        "seed": args.seed,
+        "ablation": ablation,
+        "recorded_ablation": recorded,
+        "n_edges": circuit.n_edges,
+        "live_edges": live,
+        "sparsity": 1.0 - live / graph.n_edges,
+        **asdict(result),
+    }

@@ -1,0 +1,46 @@
+"""`hap mib`: MIB's CPR / CMD on MIB's grid of edge fractions, under MIB's own protocol (top-n
+edges, then dangling ones dropped)."""
+
+from __future__ import annotations
+
+import argparse
+
+from hap.cli import common, options
+
+
+def add(commands) -> None:
+    parser = commands.add_parser("mib", help="MIB's CPR / CMD on MIB's grid of edge fractions")
+    parser.add_argument("--methods", type=options.names, default=["eap", "eap-ig", "ep", "hap"])
+    parser.add_argument("--fractions", type=options.fractions, default=None, help="MIB's grid")
+    common.data(parser)
+    common.model(parser)
+    common.ablation(parser)
+    parser.add_argument("--out", type=options.output_file, default=None, help="JSON summary")
+    parser.add_argument("--plot", type=options.output_file, default=None, help="PNG")
+    common.settings(parser)
+    common.flags(parser)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from hap.analysis.plots import plot_mib
+    from hap.experiments.mib import MIB_FRACTIONS, check_methods, format_table, run_mib_summary
+    from hap.experiments.registry import check_validation, resolve_settings
+    from hap.io.atomic import write_json
+
+    settings, ablation = common.with_ablation(args)
+    check_methods(args.methods)  # before the model loads
+    configs = resolve_settings(args.methods, settings)
+    check_validation(configs, args.n_val)
+    model, graph = common.load(args)
+    task = common.task(args, model)
+    fractions = args.fractions or MIB_FRACTIONS
+    result, summary = run_mib_summary(
+        model, graph, task, args.methods, configs, fractions, args.seed, ablation, common.split(args)
+    )
+    if args.out:
+        write_json(args.out, summary)
+    if args.plot:
+        plot_mib(summary, args.plot)
+    if not args.json:
+        print(format_table(result))
+    return summary
