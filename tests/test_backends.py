@@ -32,7 +32,7 @@ def test_hap_keeps_the_same_budget_from_a_quarter_of_the_graph(graph, speedup):
     hap, ep = speedup.circuit("hap"), speedup.circuit("ep")
     assert hap.n_edges == ep.n_edges
     assert hap.details["n_candidates"] == 4 * 91
-    assert hap.steps == ep.steps == hap.search.config["search"]["steps"] == 200
+    assert hap.steps == ep.steps == hap.config["search"]["steps"] == 200
     assert set(hap.timings) >= {"attribution", "pruning", "total"}
     # one warm-up formula: HAP starts at the candidates' sparsity (76%), EP at 0
     assert hap.details["warmup"] == round(80 * (0.94 - (1 - 364 / graph.n_edges)))

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from hap.experiments.executors import RayExecutor
-from hap.experiments.sweep import SweepConfig, read_results, run_sweep
+from hap.experiments.results import read_results
+from hap.experiments.sweep import SweepConfig, run_sweep
 
 pytestmark = pytest.mark.cluster
 ray = pytest.importorskip("ray")

@@ -12,7 +12,8 @@ import time
 
 import pandas as pd
 
-from hap.experiments.sweep import SweepConfig, append_row, read_results, run_sweep
+from hap.experiments.results import append_row, read_results
+from hap.experiments.sweep import SweepConfig, run_sweep
 from hap.search import masks
 
 BENCH = [

@@ -6,7 +6,9 @@ import pytest
 
 from hap.analysis.plots import plot_all
 from hap.cli import main
-from hap.experiments.sweep import ResultsError, SweepConfig, read_results, run_sweep, swept_areas
+from hap.experiments.results import ResultsError, read_results
+from hap.experiments.summary import swept_areas
+from hap.experiments.sweep import SweepConfig, run_sweep
 
 
 def _config(tmp_path, **changes) -> SweepConfig:

@@ -234,11 +234,28 @@ def write_roles(rows: list[HeadRole], path: Path) -> None:
 
 
 def read_roles(path: str | Path) -> dict[str, str]:
-    """head name -> its first role (the one a diagram colours it by), from a roles CSV."""
-    with open(path) as f:
-        return {
-            row["head"]: row["roles"].split("; ")[0] for row in csv.DictReader(f) if row["roles"]
-        }
+    """head name -> its first role (the one a diagram colours it by), from a roles CSV (the
+    one `write_roles` writes: a `head` column, e.g. a1.h3, and a `roles` column, "; "-separated).
+    A file that cannot be read, or lacks those columns, is a one-line UserError."""
+    from hap.errors import UserError
+
+    needed = ("head", "roles")
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            missing = [c for c in needed if c not in columns]
+            if missing:
+                raise UserError(
+                    f"roles file {path} lacks the column(s) {', '.join(missing)}: a roles CSV "
+                    f"needs columns {' and '.join(needed)} (as hap's case study writes them); "
+                    f"it has {columns or 'no header'}"
+                )
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        reason = getattr(error, "strerror", None) or str(error).split("\n")[0]
+        raise UserError(f"roles file {path} cannot be read as CSV ({reason})") from error
+    return {row["head"]: row["roles"].split("; ")[0] for row in rows if row["roles"]}
 
 
 def heads_in_circuit(graph: Graph, mask: Tensor) -> set[str]:

@@ -96,8 +96,7 @@ def mask_digest(mask: torch.Tensor) -> str:
 def run_point(point: GridPoint, sweep, configs: dict, origin: dict) -> dict:
     """One grid point, start to finish, in this process: its full result row (with the
     circuit and the calibration note for the driver under "_circuit" / "_calibration")."""
-    from hap.experiments.runs import run_one
-    from hap.experiments.sweep import calibration_note
+    from hap.experiments.runs import calibration_note, run_one
 
     model, graph = loaded(sweep)
     task = _task(sweep, point.task, point.seed)

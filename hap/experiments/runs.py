@@ -112,3 +112,18 @@ def run_one(
     ablation = config_ablation(config)
     evaluation = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=ablation)
     return RunResult(circuit, evaluation, cost, ablation)
+
+
+def calibration_note(model_name: str, n_edges: int) -> str | None:
+    """What a user must know when the search's constants meet a model they were not calibrated
+    on (recorded in the sweep's metadata), or None on the model they were calibrated on."""
+    from hap.models import DEFAULT_MODEL_NAME
+
+    if model_name == DEFAULT_MODEL_NAME:
+        return None
+    return (
+        f"the search's lr, lambda_lr, warmup and stopping-rule constants were calibrated on "
+        f"{DEFAULT_MODEL_NAME} (1,519 edges, validation seeds 100-101); {model_name} has "
+        f"{n_edges:,} edges. They apply unchanged (the budget is the shared stopping rule, "
+        "the same for EP and HAP) unless --set changes them"
+    )

@@ -80,21 +80,6 @@ class SweepConfig:
         return json.dumps(dict(sorted(self.settings.items())))
 
 
-def calibration_note(model_name: str, n_edges: int) -> str | None:
-    """What a user must know when the search's constants meet a model they were not calibrated
-    on (recorded in the sweep's metadata), or None on the model they were calibrated on."""
-    from hap.models import DEFAULT_MODEL_NAME
-
-    if model_name == DEFAULT_MODEL_NAME:
-        return None
-    return (
-        f"the search's lr, lambda_lr, warmup and stopping-rule constants were calibrated on "
-        f"{DEFAULT_MODEL_NAME} (1,519 edges, validation seeds 100-101); {model_name} has "
-        f"{n_edges:,} edges. They apply unchanged (the budget is the shared stopping rule, "
-        "the same for EP and HAP) unless --set changes them"
-    )
-
-
 def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.DataFrame:
     """Run every (task, seed, sparsity, method) not yet in `config.out` on `executor` (default:
     this process, hap.experiments.executors.LocalExecutor), appending each row as it arrives;

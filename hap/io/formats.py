@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from hap.engine.graph import Graph
+from hap.engine.graph import Graph, edge_count
 from hap.errors import UserError
 from hap.io.circuit import Circuit
 
@@ -165,20 +165,63 @@ def write_circuit(circuit: Circuit, graph: Graph, path: str | Path, fmt: str = "
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _graph_from_cfg(cfg: dict, path: Path) -> Graph:
-    try:
-        n_layers, n_heads = int(cfg["n_layers"]), int(cfg["n_heads"])
-        d_model = int(cfg["d_model"]) if cfg.get("d_model") is not None else None
-    except (KeyError, TypeError, ValueError) as error:
+MAX_LAYERS = 1_000
+MAX_HEADS = 1_000
+MAX_EDGES = 100_000_000  # a graph this size needs gigabytes per edge-sized tensor
+
+
+def _brief(value, width: int = 40) -> str:
+    """`value`'s repr, cut to `width` characters for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _whole(value, key: str, path: Path, where: str) -> int:
+    """`value` as an int, refused unless it is a whole number (JSON 4 or 4.0, not "4" or 4.5)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise CircuitFileError(
-            f"{path}: its cfg needs integer n_layers and n_heads ({error!r})"
-        ) from error
+            f"{path}: {where}{key} must be a whole number, got {_brief(value)} "
+            f"({type(value).__name__})"
+        )
+    if isinstance(value, float) and not value.is_integer():
+        raise CircuitFileError(f"{path}: {where}{key} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _graph_from_cfg(cfg, path: Path, where: str = "cfg.") -> Graph:
+    """The graph a file's config declares, its shape bounded before anything is allocated."""
+    if not isinstance(cfg, dict):
+        raise CircuitFileError(
+            f"{path}: {where.rstrip('.')} must be an object with n_layers and n_heads, got "
+            f"{type(cfg).__name__}"
+        )
+    missing = [key for key in ("n_layers", "n_heads") if key not in cfg]
+    if missing:
+        raise CircuitFileError(
+            f"{path}: its {where.rstrip('.')} needs integer n_layers and n_heads "
+            f"(missing {', '.join(missing)})"
+        )
+    n_layers = _whole(cfg["n_layers"], "n_layers", path, where)
+    n_heads = _whole(cfg["n_heads"], "n_heads", path, where)
+    d_model = cfg.get("d_model")
+    d_model = None if d_model is None else _whole(d_model, "d_model", path, where)
     if cfg.get("parallel_attn_mlp"):
         raise CircuitFileError(
             f"{path} is a circuit of a parallel attention/MLP model; hap's graph is sequential"
         )
-    if n_layers < 1 or n_heads < 1:
-        raise CircuitFileError(f"{path}: n_layers and n_heads must be positive, got {cfg}")
+    if not (1 <= n_layers <= MAX_LAYERS and 1 <= n_heads <= MAX_HEADS):
+        raise CircuitFileError(
+            f"{path}: {where}n_layers={n_layers}, n_heads={n_heads} is no model's graph: "
+            f"n_layers must be in [1, {MAX_LAYERS:,}] and n_heads in [1, {MAX_HEADS:,}]"
+        )
+    if d_model is not None and d_model < 1:
+        raise CircuitFileError(f"{path}: {where}d_model={d_model} must be positive")
+    n_edges = edge_count(n_layers, n_heads)
+    if n_edges > MAX_EDGES:
+        raise CircuitFileError(
+            f"{path}: {where}n_layers={n_layers}, n_heads={n_heads} declares a graph of "
+            f"{n_edges:,} edges; hap reads circuits of at most {MAX_EDGES:,} edges"
+        )
     return Graph(n_layers, n_heads, d_model)
 
 
@@ -194,11 +237,49 @@ def check_same_shape(file_graph: Graph, graph: Graph, path: str | Path) -> None:
         )
 
 
-def _circuit(graph: Graph, mask: Tensor, scores: Tensor | None, extra: dict) -> Circuit:
+_JSON_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    dict: "an object",
+    bool: "true or false",
+    type(None): "null",
+}
+_EXTRA_TYPES = {
+    "method": (str,),
+    "target_sparsity": (float, int),
+    "seed": (int,),
+    "config": (dict,),
+    "steps": (int, type(None)),
+    "details": (dict,),
+    "timings": (dict,),
+    "has_scores": (bool,),
+}
+
+
+def _circuit(
+    graph: Graph, mask: Tensor, scores: Tensor | None, extra, path: Path, where: str
+) -> Circuit:
+    """The circuit with the records hap keeps beside the mask (`extra`, from the file's `where`),
+    each of the type a Circuit holds."""
+    if not isinstance(extra, dict):
+        raise CircuitFileError(
+            f"{path}: {where.rstrip('.')} must be an object, got {type(extra).__name__}"
+        )
+    for key, types in _EXTRA_TYPES.items():
+        value = extra.get(key)
+        if key in extra and (
+            isinstance(value, bool) and bool not in types or not isinstance(value, types)
+        ):
+            kinds = " or ".join(_JSON_NAMES[t] for t in types)
+            raise CircuitFileError(
+                f"{path}: {where}{key} must be {kinds}, got {_brief(value)} "
+                f"({type(value).__name__})"
+            )
     return Circuit(
         method=extra.get("method", "imported"),
         mask=mask,
-        target_sparsity=extra.get("target_sparsity", graph.sparsity(mask)),
+        target_sparsity=float(extra.get("target_sparsity", graph.sparsity(mask))),
         sparsity=graph.sparsity(mask),
         seed=extra.get("seed", 0),
         scores=scores if extra.get("has_scores", True) else None,
@@ -221,71 +302,141 @@ def _rows(names, graph: Graph, path: Path) -> list[int]:
     return [index[name] for name in names]
 
 
-def _from_eapig(data: dict, path: Path) -> tuple[Circuit, Graph]:
-    graph = _graph_from_cfg(data["cfg"], path)
+def _score(value, path: Path, what: str) -> float:
+    """A score from a JSON file: a number (JSON's Infinity / NaN included) or null (NaN)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CircuitFileError(
+            f"{path}: {what} must be a number or null, got {_brief(value)} ({type(value).__name__})"
+        )
+    return float(value)
+
+
+def _edges(data: dict, path: Path, what: str) -> dict:
     edges = data["edges"]
     if not isinstance(edges, dict):
-        raise CircuitFileError(f"{path}: 'edges' must map edge names to {{score, in_graph}}")
+        raise CircuitFileError(
+            f"{path}: 'edges' must be an object mapping edge names to {what}, got "
+            f"{type(edges).__name__}"
+        )
+    return edges
+
+
+def _from_eapig(data: dict, path: Path) -> tuple[Circuit, Graph]:
+    graph = _graph_from_cfg(data["cfg"], path)
+    edges = _edges(data, path, "{score, in_graph}")
     rows = _rows(edges, graph, path)
     mask = torch.zeros(graph.n_edges, dtype=torch.bool)
     scores = torch.full((graph.n_edges,), math.nan)
-    try:
-        mask[rows] = torch.tensor([bool(e["in_graph"]) for e in edges.values()], dtype=torch.bool)
-        values = [math.nan if e.get("score") is None else float(e["score"]) for e in edges.values()]
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise CircuitFileError(
-            f"{path}: every edge needs an in_graph flag and a numeric score ({error!r})"
-        ) from error
+    flags, values = [], []
+    for name, edge in edges.items():
+        if not isinstance(edge, dict) or "in_graph" not in edge:
+            raise CircuitFileError(
+                f"{path}: every edge needs an in_graph flag and a numeric score; edge {name!r} "
+                f"is {_brief(edge)}"
+            )
+        flag = edge["in_graph"]
+        if not isinstance(flag, bool) and flag not in (0, 1):
+            raise CircuitFileError(
+                f"{path}: edge {name!r} has in_graph {_brief(flag)}; every edge needs an in_graph "
+                "flag true or false"
+            )
+        flags.append(bool(flag))
+        values.append(_score(edge.get("score"), path, f"the score of edge {name!r}"))
+    mask[rows] = torch.tensor(flags, dtype=torch.bool)
     scores[rows] = torch.tensor(values, dtype=torch.float32)
-    return _circuit(graph, mask, scores, data.get("hap", {})), graph
+    return _circuit(graph, mask, scores, data.get("hap", {}), path, "hap."), graph
+
+
+def _tensor(data: dict, key: str, expected: tuple[int, int], graph: Graph, path: Path) -> Tensor:
+    value = data[key]
+    if not isinstance(value, Tensor):
+        raise CircuitFileError(
+            f"{path}: {key} must be a tensor {expected}, got {type(value).__name__}"
+        )
+    if tuple(value.shape) != expected:
+        raise CircuitFileError(
+            f"{path}: {key} is {tuple(value.shape)}, the {graph.shape()} graph needs {expected}"
+        )
+    if value.is_complex():
+        raise CircuitFileError(f"{path}: {key} holds complex numbers ({value.dtype})")
+    return value
+
+
+def _names(data: dict, key: str, expected: list[str], path: Path) -> None:
+    if key not in data:
+        return
+    names = data[key]
+    if not isinstance(names, list | tuple | dict) or list(names) != expected:
+        raise CircuitFileError(
+            f"{path}: its {key} are not the {len(expected)} node names in EAP-IG's order "
+            f"(expected {expected[:3]}...)"
+        )
 
 
 def _from_eapig_pt(data: dict, path: Path) -> tuple[Circuit, Graph]:
     graph = _graph_from_cfg(data["cfg"], path)
     expected = (graph.n_senders, graph.n_receivers)
-    for key in ("edges_scores", "edges_in_graph"):
-        if tuple(data[key].shape) != expected:
-            raise CircuitFileError(
-                f"{path}: {key} is {tuple(data[key].shape)}, the {graph.shape()} graph needs "
-                f"{expected}"
-            )
-    if list(data.get("dst_nodes", graph.receiver_names)) != graph.receiver_names:
-        raise CircuitFileError(f"{path}: its dst_nodes are not in EAP-IG's order")
-    in_graph = data["edges_in_graph"].bool()
+    in_graph = _tensor(data, "edges_in_graph", expected, graph, path)
+    edge_scores = _tensor(data, "edges_scores", expected, graph, path)
+    if in_graph.dtype != torch.bool and not ((in_graph == 0) | (in_graph == 1)).all():
+        raise CircuitFileError(
+            f"{path}: edges_in_graph must be booleans (or 0 / 1), got other {in_graph.dtype} values"
+        )
+    _names(data, "dst_nodes", graph.receiver_names, path)
+    in_graph = in_graph.bool()
     if (in_graph & ~graph.valid).any():
         raise CircuitFileError(f"{path} keeps edges that do not exist (sender after receiver)")
     mask = graph.edges_of(in_graph)
-    scores = graph.edges_of(data["edges_scores"].to(torch.float32))
-    return _circuit(graph, mask, scores, data.get("hap", {})), graph
+    scores = graph.edges_of(edge_scores.to(torch.float32))
+    return _circuit(graph, mask, scores, data.get("hap", {}), path, "hap."), graph
 
 
 def _from_native(data: dict, path: Path) -> tuple[Circuit, Graph]:
-    graph = _graph_from_cfg(data["graph"], path)
-    rows = _rows(data["edges"], graph, path)
+    graph = _graph_from_cfg(data["graph"], path, where="graph.")
+    edges = _edges(data, path, "their scores (or null)")
+    rows = _rows(edges, graph, path)
     mask = torch.zeros(graph.n_edges, dtype=torch.bool)
     mask[rows] = True
     scores = data.get("scores")
     if scores is not None:
+        if not isinstance(scores, list):
+            raise CircuitFileError(
+                f"{path}: 'scores' must be a list of {graph.n_edges} numbers, got "
+                f"{type(scores).__name__}"
+            )
         if len(scores) != graph.n_edges:
             raise CircuitFileError(f"{path}: {len(scores)} scores for {graph.n_edges} edges")
-        scores = torch.tensor([math.nan if s is None else s for s in scores], dtype=torch.float32)
-    elif any(v is not None for v in data["edges"].values()):  # files written before "scores"
+        values = [_score(s, path, f"scores[{i}]") for i, s in enumerate(scores)]
+        scores = torch.tensor(values, dtype=torch.float32)
+    elif any(v is not None for v in edges.values()):  # files written before "scores"
         scores = torch.full((graph.n_edges,), math.nan)
-        for row, value in zip(rows, data["edges"].values()):
-            scores[row] = math.nan if value is None else value
+        for row, (name, value) in zip(rows, edges.items()):
+            scores[row] = _score(value, path, f"the score of edge {name!r}")
+    else:
+        for name, value in edges.items():
+            _score(value, path, f"the score of edge {name!r}")
     extra = {**data, "has_scores": scores is not None}
-    return _circuit(graph, mask, scores, extra), graph
+    return _circuit(graph, mask, scores, extra, path, ""), graph
 
 
 def detect_format(path: str | Path) -> str:
     """Which of FORMATS the file at `path` is in (by content, not name)."""
     path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(64)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as error:
+        raise CircuitFileError(
+            f"circuit file {path} cannot be read ({error.strerror or type(error).__name__})"
+        ) from error
     if head[:2] == b"PK" or head[:1] == b"\x80":  # torch.save's zip archive, or a raw pickle
         return "eap-ig-pt"
     try:
         data = json.loads(path.read_text())
+    except RecursionError as error:
+        raise CircuitFileError(f"{path} is JSON nested too deeply to be a circuit") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         if head.lstrip()[:1] in (b"{", b"["):
             raise CircuitFileError(f"{path} is not valid JSON ({error})") from error
@@ -317,7 +468,10 @@ def read_circuit(path: str | Path, graph: Graph | None = None) -> tuple[Circuit,
                     f"{path} is neither circuit JSON nor an EAP-IG .pt file ({type(error).__name__})"
                 ) from error
             if not isinstance(data, dict):
-                raise CircuitFileError(f"{path} holds no EAP-IG graph dict")
+                raise CircuitFileError(
+                    f"{path} holds a {type(data).__name__}, not EAP-IG's graph dict (cfg, "
+                    "edges_scores, edges_in_graph, ...)"
+                )
             circuit, file_graph = _from_eapig_pt(data, path)
         elif fmt == "eap-ig":
             circuit, file_graph = _from_eapig(json.loads(path.read_text()), path)
@@ -325,6 +479,8 @@ def read_circuit(path: str | Path, graph: Graph | None = None) -> tuple[Circuit,
             circuit, file_graph = _from_native(json.loads(path.read_text()), path)
     except KeyError as error:
         raise CircuitFileError(f"{path} ({fmt} format) lacks the key {error}") from error
+    except RecursionError as error:
+        raise CircuitFileError(f"{path} is nested too deeply to be a circuit") from error
     if graph is not None:
         check_same_shape(file_graph, graph, path)
         if graph.d_model and not file_graph.d_model:

@@ -10,6 +10,7 @@ gradients with respect to activations or masks, never weights.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import sys
 from contextlib import contextmanager
@@ -40,14 +41,90 @@ def precision_dtype(precision: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
+DEVICE_CHOICES = "cpu, cuda, cuda:N (N a GPU index) or mps"
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """CUDA when available, else CPU; an explicit choice wins (and must exist)."""
+    """CUDA when available, else CPU; an explicit choice wins, and must be one of
+    DEVICE_CHOICES that this machine has (a one-line UserError otherwise)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    chosen = torch.device(device)
+    if isinstance(device, torch.device):
+        chosen = device
+    else:
+        try:
+            chosen = torch.device(str(device).strip().lower())
+        except RuntimeError as error:  # torch's refusal of a malformed device string
+            raise UserError(
+                f"--device {str(device)!r} is not a device: choose {DEVICE_CHOICES}"
+            ) from error
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {str(device)!r}: hap runs on {DEVICE_CHOICES}")
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        raise UserError(f"device '{chosen}' requested but CUDA is not available; use --device cpu")
+    if chosen.type == "cuda" and chosen.index is not None:
+        count = torch.cuda.device_count()
+        if chosen.index >= count:
+            raise UserError(
+                f"--device {chosen}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device '{chosen}' requested but MPS is not available; use --device cpu")
     return chosen
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def check_checkpoint(folder: str | os.PathLike) -> None:
+    """Refuse, in one line naming the folder and what is missing, a checkpoint folder that
+    cannot boot: config.json unreadable, not a JSON object, without a model_type transformers
+    knows (or with malformed architectures), or no weights file (*.safetensors / *.bin).
+    Checked before transformers reads the folder, whose own errors are tracebacks."""
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    hint = "point --model at a Hugging Face checkpoint folder (save_pretrained's output)"
+    try:
+        config = json.loads(config_file.read_text())
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UserError(f"model folder {folder}: config.json cannot be read ({reason})") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(
+            f"model folder {folder}: config.json is not valid JSON ({error}); {hint}"
+        ) from error
+    if not isinstance(config, dict):
+        raise UserError(
+            f"model folder {folder}: config.json holds a {type(config).__name__}, not the "
+            f"object of a model config; {hint}"
+        )
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise UserError(
+            f'model folder {folder}: config.json has no model_type (e.g. "gpt2", "llama"), '
+            f"which transformers needs to build the model; {hint}"
+        )
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if model_type not in CONFIG_MAPPING_NAMES:
+        raise UserError(
+            f"model folder {folder}: config.json's model_type {model_type!r} is not one "
+            "this transformers version knows (e.g. gpt2, llama, qwen2, gemma2)"
+        )
+    architectures = config.get("architectures")
+    if architectures is not None and not (
+        isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)
+    ):
+        raise UserError(
+            f"model folder {folder}: config.json's architectures must be a list of class "
+            f'names (e.g. ["GPT2LMHeadModel"]), got {architectures!r:.60}'
+        )
+    if not any(f.name.endswith(WEIGHT_SUFFIXES) for f in folder.iterdir()):
+        raise UserError(
+            f"model folder {folder} has no weights (*.safetensors or *.bin beside config.json); "
+            f"{hint}"
+        )
 
 
 def _resolve(name_or_path: str | os.PathLike | None) -> str:
@@ -132,7 +209,9 @@ def load_model(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    pick_device(device)  # a bad --device fails before any checkpoint is read or converted
     local = _resolve(name_or_path)
+    check_checkpoint(local)
     with _offline():
         model = _boot(local, device, dtype or torch.float32)
     model.name = model_name(name_or_path)

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from functools import partial
 
-from hap.tasks.base import Example, Task, TaskData, TaskError, build_task, check_vocabulary
-from hap.tasks.gendered_pronoun import gendered_pronoun_example
-from hap.tasks.greater_than import greater_than_digit_example, greater_than_example
-from hap.tasks.ioi import ioi_example
-from hap.tasks.vocab import too_few, words_for
+from hap.tasks.base import (
+    Example,
+    Task,
+    TaskData,
+    TaskError,
+    build_task,
+    check_split,
+    check_vocabulary,
+)
+from hap.tasks.gendered_pronoun import gendered_pronoun_example, gendered_pronoun_prompts
+from hap.tasks.greater_than import (
+    greater_than_digit_example,
+    greater_than_example,
+    greater_than_prompts,
+)
+from hap.tasks.ioi import ioi_example, ioi_prompts
+from hap.tasks.vocab import ALL_WORDS, Words, too_few, words_for
 
 GENERATORS = {
     "ioi": ioi_example,
@@ -42,6 +54,25 @@ def _generator(name: str, tokenizer):
     )
 
 
+def distinct_prompts(name: str, words: Words = ALL_WORDS, generator=None) -> int:
+    """How many distinct clean prompts task `name` can draw from `words` (with `generator`, the
+    one `_generator` picked; by default the largest count over the task's generators)."""
+    if name == "greater-than":
+        return greater_than_prompts(words, digits=generator is greater_than_digit_example)
+    if name == "gendered-pronoun":
+        return gendered_pronoun_prompts(words)
+    return ioi_prompts(words)
+
+
+def check_sizes(name: str, n_train: int, n_val: int, n_test: int) -> None:
+    """`make_task`'s refusal of an unknown task or impossible split sizes, made before any
+    model or tokenizer loads: against every slot word (a tokenizer only drops words, so the
+    count is an upper bound; `make_task` checks the exact one)."""
+    if name not in GENERATORS:
+        raise TaskError(f"unknown task {name!r}; choose one of {sorted(GENERATORS)}")
+    check_split(name, n_train, n_val, n_test, distinct_prompts(name))
+
+
 def make_task(
     name: str,
     tokenizer,
@@ -56,14 +87,17 @@ def make_task(
     next digit on digit-level tokenizers (`_generator`); `prepend_bos` is the BOS
     convention (`hap.tasks.base.tokenize`; a loaded model carries its own as
     `model.prepend_bos`)."""
-    if name not in GENERATORS:
-        raise TaskError(f"unknown task {name!r}; choose one of {sorted(GENERATORS)}")
+    check_sizes(name, n_train, n_val, n_test)  # before the tokenizer is asked anything
     words, dropped = words_for(tokenizer, bare_names=name == "gendered-pronoun")
     reason = too_few(words, dropped, SLOTS[name])
     if reason:
         raise TaskError(f"{name}: {reason}")
-    generator = partial(_generator(name, tokenizer), words=words)
-    return build_task(name, generator, tokenizer, n_train, n_val, n_test, seed, prepend_bos)
+    chosen = _generator(name, tokenizer)
+    capacity = distinct_prompts(name, words, chosen)
+    generator = partial(chosen, words=words)
+    return build_task(
+        name, generator, tokenizer, n_train, n_val, n_test, seed, prepend_bos, capacity
+    )
 
 
 __all__ = [
@@ -72,6 +106,8 @@ __all__ = [
     "Task",
     "TaskData",
     "TaskError",
+    "check_sizes",
     "check_vocabulary",
+    "distinct_prompts",
     "make_task",
 ]

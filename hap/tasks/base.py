@@ -207,6 +207,34 @@ def sample_examples(
     return list(seen.values())
 
 
+MAX_PROMPTS = 100_000  # prompts one task may draw in all: tokenised tensors stay ~100 MB
+
+
+def check_split(
+    name: str, n_train: int, n_val: int, n_test: int, capacity: int | None = None
+) -> None:
+    """Refuse, before any prompt is drawn, split sizes that are negative, that add up to more
+    than MAX_PROMPTS, or to more than the `capacity` distinct prompts the task has (a TaskError
+    naming the maximum; drawing more distinct prompts than exist would never end)."""
+    sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
+    bad = [f"{k}={v}" for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, int)]
+    bad += [f"{k}={v}" for k, v in sizes.items() if isinstance(v, int) and v < 0]
+    if bad:
+        raise TaskError(f"{name}: split sizes must be whole numbers >= 0, got {', '.join(bad)}")
+    total = n_train + n_val + n_test
+    asked = f"n_train + n_val + n_test = {total:,} prompts"
+    if total > MAX_PROMPTS:
+        raise TaskError(
+            f"{name}: {asked} asked for; a task draws at most {MAX_PROMPTS:,} in all "
+            "(lower --n-train / --n-val / --n-test)"
+        )
+    if capacity is not None and total > capacity:
+        raise TaskError(
+            f"{name}: {asked} asked for, but it has only {capacity:,} distinct prompts for this "
+            "tokenizer (lower --n-train / --n-val / --n-test)"
+        )
+
+
 def build_task(
     name: str,
     generator: Generator,
@@ -216,8 +244,11 @@ def build_task(
     n_test: int,
     seed: int,
     prepend_bos: bool | None = None,
+    capacity: int | None = None,
 ) -> Task:
-    """Draw n_train + n_val + n_test distinct prompts from `seed` and split them in that order."""
+    """Draw n_train + n_val + n_test distinct prompts from `seed` and split them in that order.
+    `capacity`: how many distinct prompts `generator` can make, where known (`check_split`)."""
+    check_split(name, n_train, n_val, n_test, capacity)
     examples = sample_examples(generator, n_train + n_val + n_test, seed)
     data = tokenize(examples, tokenizer, prepend_bos)
     bounds = (0, n_train, n_train + n_val, n_train + n_val + n_test)

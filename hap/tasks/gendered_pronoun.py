@@ -31,3 +31,17 @@ def gendered_pronoun_example(
         answers=(pronoun,),
         distractors=(wrong,),
     )
+
+
+def gendered_pronoun_prompts(words: Words = ALL_WORDS) -> int:
+    """How many distinct clean prompts `gendered_pronoun_example` can draw from `words`: per
+    template, the names times the jobs and places where the template has those slots."""
+    total = 0
+    for template in GENDERED_PRONOUN_TEMPLATES:
+        count = len(words.names)
+        if "{JOB}" in template:
+            count *= len(words.jobs)
+        if "{PLACE}" in template:
+            count *= len(words.places)
+        total += count
+    return total

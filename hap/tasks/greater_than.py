@@ -59,3 +59,10 @@ def greater_than_digit_example(
         answers=tuple(str(d) for d in range(tens + 1, 10)),
         distractors=tuple(str(d) for d in range(tens)),
     )
+
+
+def greater_than_prompts(words: Words = ALL_WORDS, digits: bool = False) -> int:
+    """How many distinct clean prompts Greater-Than can draw from `words`: events x centuries x
+    start years (2-98, or 10-89 for `greater_than_digit_example`)."""
+    years = 80 if digits else 97
+    return len(words.events) * len(CENTURIES) * years

@@ -39,3 +39,19 @@ def ioi_example(
         answers=(" " + io,),
         distractors=(" " + s,),
     )
+
+
+def ioi_prompts(words: Words = ALL_WORDS) -> int:
+    """How many distinct clean prompts `ioi_example` can draw from `words`: per template, the
+    ordered (IO, S) name pairs in either order (ABBA / BABA), times the places and objects where
+    the template has those slots."""
+    n = len(words.names)
+    total = 0
+    for template in IOI_TEMPLATES:
+        count = n * (n - 1) * 2
+        if "{PLACE}" in template:
+            count *= len(words.places)
+        if "{OBJECT}" in template:
+            count *= len(words.objects)
+        total += count
+    return total
