@@ -63,12 +63,13 @@ def seeds(parser: argparse.ArgumentParser, default: int | None) -> None:
     parser.add_argument(
         "--n-seeds",
         type=options.positive_int,
-        default=default,
+        default=None,
         help=f"run seeds 0..N-1 (default {shown})",
     )
     parser.add_argument(
         "--seeds", type=options.positive_int, default=None, help=argparse.SUPPRESS
     )
+    parser.set_defaults(default_seeds=default)
 
 
 def n_seeds(args: argparse.Namespace) -> int | None:
@@ -77,7 +78,7 @@ def n_seeds(args: argparse.Namespace) -> int | None:
         if args.n_seeds not in (None, args.seeds):
             raise ConfigError(f"--seeds {args.seeds} and --n-seeds {args.n_seeds} disagree")
         return args.seeds
-    return args.n_seeds
+    return args.n_seeds if args.n_seeds is not None else args.default_seeds
 
 
 def ablation(parser: argparse.ArgumentParser) -> None:
