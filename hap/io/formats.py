@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -38,6 +36,7 @@ from torch import Tensor
 
 from hap.engine.graph import Graph, edge_count
 from hap.errors import UserError
+from hap.io.atomic import atomic_write
 from hap.io.circuit import Circuit
 
 FORMATS = ("native", "eap-ig", "eap-ig-pt")
@@ -133,23 +132,6 @@ def to_eapig_pt(circuit: Circuit, graph: Graph) -> dict:
         "nodes_in_graph": node_in_graph(graph, circuit.mask),
         "hap": _hap_extra(circuit),
     }
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call `write(binary file)` on a temporary file beside `path`, then rename it over `path`:
-    readers, and a run killed mid-write, see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_circuit(circuit: Circuit, graph: Graph, path: str | Path, fmt: str = "native") -> None:
