@@ -263,7 +263,7 @@ def test_more_prompts_than_a_task_has_fails_fast():
         check_sizes("ioi", 1, 1, -1)
 
 
-def test_n_test_beyond_the_cap_is_one_line_on_the_cli(capsys):
+def test_n_test_beyond_the_cap_is_one_line_on_the_cli(capsys, no_model):
     refused(
         capsys,
         ["discover", "--method", "eap", "--device", "cpu", "--n-test", "100000000"],

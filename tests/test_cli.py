@@ -83,6 +83,16 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         "unknown task": (["discover", "--method", "eap", "--task", "nope"], "invalid choice"),
         "ray flag, local run": (["bench", "--cpus-per-run", "2"], "apply to --executor ray only"),
         "no validation": (["bench", "--methods", "eap,ep", "--n-val", "0"], "--n-val is 0"),
+        "huge split": (
+            ["discover", "--method", "eap", "--n-test", "100000000"],
+            "a task draws at most 100,000",
+        ),
+        "split beyond the task": (
+            ["bench", "--methods", "eap", "--task", "gendered-pronoun", "--n-test", "4000"],
+            "has only 3,120 distinct prompts",
+        ),
+        "device tpu": (["discover", "--method", "eap", "--device", "tpu"], "is not a device: choose cpu"),
+        "sweep device tpu": (["bench", "--methods", "eap", "--device", "tpu"], "is not a device: choose cpu"),
         "old results": (
             ["bench", "--methods", "eap", "--out", str(results)],
             "not a sweep results",

@@ -124,9 +124,15 @@ def task(args: argparse.Namespace, loaded_model, seed: int | None = None):
 
 
 def load(args: argparse.Namespace):
-    """The model the arguments name, and its graph."""
+    """The model the arguments name, and its graph; the task's split sizes are checked first,
+    so a split no task can supply is refused before the model boots."""
     from hap.engine.graph import Graph
-    from hap.models import load_model
+    from hap.models import load_model, pick_device
+    from hap.tasks import check_sizes
+
+    if getattr(args, "task", None) and getattr(args, "n_test", None) is not None:
+        check_sizes(args.task, args.n_train, args.n_val, args.n_test)
+    pick_device(args.device)
 
     loaded = load_model(args.model, device=args.device)
     return loaded, Graph.from_model(loaded)

@@ -21,12 +21,15 @@ def add(commands) -> None:
 
 def circuit_ablation(circuit) -> str | None:
     """The ablation a circuit was searched under, where its file records one."""
-    config = circuit.config or {}
-    return (config.get("search") or {}).get("ablation") or config.get("ablation")
+    config = circuit.config if isinstance(circuit.config, dict) else {}
+    search = config.get("search")
+    recorded = (search.get("ablation") if isinstance(search, dict) else None) or config.get("ablation")
+    return recorded if isinstance(recorded, str) else None
 
 
 def run(args: argparse.Namespace) -> dict:
     from hap.engine.evaluate import evaluate_circuit
+    from hap.engine.patching import check_ablation
     from hap.engine.live import count_live
     from hap.io.formats import check_same_shape, detect_format, read_circuit
 
@@ -34,6 +37,7 @@ def run(args: argparse.Namespace) -> dict:
     circuit, file_graph = read_circuit(args.circuit)  # a broken file fails before the model loads
     recorded = circuit_ablation(circuit)
     ablation = args.ablation or recorded or "corrupted"
+    check_ablation(ablation)  # a file may record one this version does not know
     if args.ablation and recorded and args.ablation != recorded:
         print(
             f"hap: note: {args.circuit.name} was searched under {recorded} ablation; evaluating "

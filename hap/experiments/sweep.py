@@ -37,8 +37,10 @@ from hap.experiments.results import (
 from hap.experiments.runs import Split
 from hap.io.atomic import atomic_write
 from hap.models import model_name
+from hap.models.loader import pick_device
 from hap.progress import bar
 from hap.search.selection import edges_for_sparsity
+from hap.tasks import check_sizes
 
 
 @dataclass
@@ -68,6 +70,9 @@ class SweepConfig:
         probe = Graph(1, 1)
         for sparsity in self.sparsities:
             edges_for_sparsity(probe, sparsity)
+        for task in self.tasks:  # before any model loads: a split no task can supply
+            check_sizes(task, self.n_train, self.n_val, self.n_test)
+        pick_device(self.device)  # a device this machine lacks, refused up front
         return configs
 
     @property
