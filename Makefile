@@ -51,7 +51,7 @@ bench: $(STAMP)
 	  --plots $(PLOTS)
 	for s in 94 98; do \
 	  $(VENV)/bin/hap frontier --task ioi --sparsity 0.$$s --budgets $(BUDGETS) \
-	    --seeds $(FRONTIER_SEEDS) --threads $(THREADS) --out $(OUT)/frontier_ioi_$$s.json \
+	    --n-seeds $(FRONTIER_SEEDS) --threads $(THREADS) --out $(OUT)/frontier_ioi_$$s.json \
 	    --plot $(PLOTS)/frontier_ioi_$$s.png || exit 1; \
 	done
 	$(VENV)/bin/hap mib --methods eap,eap-ig,ep,hap --task ioi --threads $(THREADS) \
@@ -76,7 +76,7 @@ bench-real: setup-real
 	$(VENV)/bin/hap models
 	$(VENV)/bin/hap baseline --model smollm2-135m --task ioi --threads $(THREADS) --json > $(REAL_OUT)/baseline_ioi.json
 	$(VENV)/bin/hap bench --model smollm2-135m --methods eap,eap-ig,ep,hap --tasks ioi \
-	  --sparsities 0.94 --seeds $(REAL_SEEDS) $(REAL_SETTINGS) --threads $(THREADS) \
+	  --sparsities 0.94 --n-seeds $(REAL_SEEDS) $(REAL_SETTINGS) --threads $(THREADS) \
 	  --out $(REAL_OUT)/sweep.csv --plots $(REAL_PLOTS)
 
 # pyperf's view of the default configs (worker processes, warm-ups): each method at 94% under

@@ -31,8 +31,10 @@ class EAPConfig:
     ablation: str = Ablation.CORRUPTED.value
 
     def validate(self) -> None:
-        if self.metric not in ("logit_diff", "kl"):
-            raise ConfigError(f"metric={self.metric!r}: choose logit_diff or kl")
+        from hap.search.attribution import METRICS
+
+        if self.metric not in METRICS:
+            raise ConfigError(f"metric={self.metric!r}: choose one of {', '.join(METRICS)}")
         from hap.search.config import check_ranges
 
         check_ranges(

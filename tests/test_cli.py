@@ -80,7 +80,7 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         ),
         "acdc on mib": (["mib", "--methods", "eap,acdc"], "acdc's threshold"),
         "frontier without hap": (["frontier", "--methods", "ep,eap"], "must include both"),
-        "unknown task": (["discover", "--method", "eap", "--task", "nope"], "invalid choice"),
+        "unknown task": (["discover", "--method", "eap", "--task", "nope"], "neither a built-in task"),
         "ray flag, local run": (["bench", "--cpus-per-run", "2"], "apply to --executor ray only"),
         "no validation": (["bench", "--methods", "eap,ep", "--n-val", "0"], "--n-val is 0"),
         "huge split": (
@@ -88,7 +88,7 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
             "a task draws at most 100,000",
         ),
         "split beyond the task": (
-            ["bench", "--methods", "eap", "--task", "gendered-pronoun", "--n-test", "4000"],
+            ["bench", "--methods", "eap", "--tasks", "gendered-pronoun", "--n-test", "4000"],
             "has only 3,120 distinct prompts",
         ),
         "device tpu": (["discover", "--method", "eap", "--device", "tpu"], "is not a device: choose cpu"),

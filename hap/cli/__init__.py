@@ -15,6 +15,7 @@
     hap frontier [--methods ep,hap,eap,eap-ig] [--task ioi] [--sparsity 0.94]
                  [--budgets 25,50,100,200,400] [--n-seeds 3] [--out F.json] [--plot F.png] [--json]
     hap models [--json]
+    hap task check PATH [--model NAME|PATH] [--task-format F] [--counterfactual COLUMN] [--json]
 
 `discover` runs one backend on the task's train split (its validation split for the stopping rule)
 and evaluates the circuit on its test split; with --json it prints one object whose keys scripts
@@ -51,6 +52,7 @@ from hap.cli import (
     frontier,
     mib,
     models,
+    task,
 )
 from hap.errors import RunFailed, UserError
 from hap.models import ModelNotFoundError
@@ -67,8 +69,9 @@ COMMANDS = {
     "models": models,
     "draw": draw,
     "case-study": case_study,
+    "task": task,
 }
-PRINTS_ITS_TABLE = ("frontier", "models", "mib")
+PRINTS_ITS_TABLE = ("frontier", "models", "mib", "task")
 
 
 def build_parser() -> common.Parser:

@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> dict:
     from hap.experiments.baseline import full_model_only, run_baseline
     from hap.models import load_model
 
+    common.sizes(args)  # a task file or split that cannot serve: refused before the model loads
     model = load_model(args.model, device=args.device)
     task = common.task(args, model)
     try:

@@ -15,11 +15,14 @@ from hap.errors import UserError
 def add(commands) -> None:
     parser = commands.add_parser("bench", help="sweep backends x sparsities x seeds; plots")
     parser.add_argument("--methods", type=options.names, default=["eap", "eap-ig", "ep", "hap"])
-    parser.add_argument("--tasks", type=options.names, default=["ioi"])
+    parser.add_argument(
+        "--tasks", type=options.names, default=["ioi"], help="built-in names or task files, comma-separated"
+    )
     parser.add_argument("--sparsities", type=options.sparsities, default=None)
     common.seeds(parser, None)
     parser.add_argument("--quick", action="store_true", help="94%% and 98%% only, one seed")
     common.data(parser, seed=False, task=False)
+    common.task_file_flags(parser)
     common.model(parser)
     common.ablation(parser)
     parser.add_argument("--out", type=options.output_file, default=Path("results/sweep.csv"))
@@ -85,6 +88,8 @@ def run(args: argparse.Namespace) -> dict:
         n_train=args.n_train,
         n_val=args.n_val,
         n_test=args.n_test,
+        task_format=args.task_format,
+        counterfactual=args.counterfactual,
         settings={k: v for k, v in settings.items() if k != "ablation"},
         out=args.out,
         circuits=args.circuits or args.out.parent / "circuits",

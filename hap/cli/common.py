@@ -9,9 +9,9 @@ import sys
 from hap.cli import options
 from hap.engine.patching import Ablation, check_ablation
 from hap.errors import ConfigError
-from hap.experiments.runs import Split, build_task
+from hap.experiments.runs import Split, TaskSpec, build_task
 from hap.search.config import parse_settings
-from hap.tasks import GENERATORS
+from hap.tasks import FORMATS, GENERATORS
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,22 +39,64 @@ def model(parser: argparse.ArgumentParser) -> None:
 def data(
     parser: argparse.ArgumentParser, seed: bool = True, split: bool = True, task: bool = True
 ) -> None:
-    """--task, --seed and the split sizes (every command's defaults are Split's, so one seed
-    names one prompt set everywhere)."""
-    defaults = Split()
+    """--task (a built-in name or a task file), --seed and the split sizes (unset, they are the
+    task's defaults: Split's, so one seed names one prompt set everywhere)."""
     if task:
-        parser.add_argument("--task", default="ioi", choices=sorted(GENERATORS))
+        parser.add_argument(
+            "--task",
+            default="ioi",
+            type=options.task,
+            help=f"a built-in task ({', '.join(sorted(GENERATORS))}) or a task file's path",
+        )
+        task_file_flags(parser)
     if seed:
         parser.add_argument("--seed", type=options.nonnegative_int, default=0)
     if split:
-        parser.add_argument("--n-train", type=options.nonnegative_int, default=defaults.n_train)
+        parser.add_argument(
+            "--n-train",
+            type=options.nonnegative_int,
+            default=None,
+            help="search prompts (default 64; a task file: its split column, else 40%% of its rows)",
+        )
         parser.add_argument(
             "--n-val",
             type=options.nonnegative_int,
-            default=defaults.n_val,
-            help="validation prompts",
+            default=None,
+            help="validation prompts (default 64; a task file: its split column, else 20%%)",
         )
-    parser.add_argument("--n-test", type=options.positive_int, default=defaults.n_test)
+    parser.add_argument(
+        "--n-test",
+        type=options.positive_int,
+        default=None,
+        help="test prompts (default 200; a task file: its split column, else 40%%)",
+    )
+
+
+def task_file_flags(parser: argparse.ArgumentParser) -> None:
+    """--task-format and --counterfactual, for a task given as a file."""
+    parser.add_argument(
+        "--task-format",
+        default=None,
+        choices=FORMATS,
+        help="the task file's format (default: detected from its content)",
+    )
+    parser.add_argument(
+        "--counterfactual",
+        default=None,
+        help="MIB's rows: the counterfactual column (default: MIB's own for the task)",
+    )
+
+
+def sizes(args: argparse.Namespace) -> dict[str, int]:
+    """The split sizes the arguments' task will draw (a task file is read and checked here,
+    before any model loads)."""
+    return task_spec(args).sizes(split(args))
+
+
+def task_spec(args: argparse.Namespace, name: str | None = None) -> TaskSpec:
+    return TaskSpec(
+        name or args.task, getattr(args, "task_format", None), getattr(args, "counterfactual", None)
+    )
 
 
 def seeds(parser: argparse.ArgumentParser, default: int | None) -> None:
@@ -115,12 +157,14 @@ def with_ablation(args: argparse.Namespace) -> tuple[dict[str, str], str]:
 
 
 def split(args: argparse.Namespace) -> Split:
-    return Split(args.n_train, args.n_val, args.n_test)
+    return Split(getattr(args, "n_train", None), getattr(args, "n_val", None), args.n_test)
 
 
 def task(args: argparse.Namespace, loaded_model, seed: int | None = None):
     """The task the arguments name, for `loaded_model` (hap.experiments.runs.build_task)."""
-    return build_task(loaded_model, args.task, args.seed if seed is None else seed, split(args))
+    return build_task(
+        loaded_model, task_spec(args), args.seed if seed is None else seed, split(args)
+    )
 
 
 def load(args: argparse.Namespace):
@@ -128,10 +172,9 @@ def load(args: argparse.Namespace):
     so a split no task can supply is refused before the model boots."""
     from hap.engine.graph import Graph
     from hap.models import load_model, pick_device
-    from hap.tasks import check_sizes
 
-    if getattr(args, "task", None) and getattr(args, "n_test", None) is not None:
-        check_sizes(args.task, args.n_train, args.n_val, args.n_test)
+    if getattr(args, "task", None):
+        task_spec(args).sizes(split(args))  # a split the task cannot supply: refused here
     pick_device(args.device)
 
     loaded = load_model(args.model, device=args.device)

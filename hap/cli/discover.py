@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> dict:
     backend = get_backend(args.method)
     settings, ablation = common.with_ablation(args)
     config = backend.config(settings)
-    check_validation({args.method: config}, args.n_val)
+    check_validation({args.method: config}, common.sizes(args)["n_val"])
     model, graph = common.load(args)
     task = common.task(args, model)
     result = run_one(model, graph, task, args.method, args.sparsity, args.seed, config)
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> dict:
         "device": str(next(model.parameters()).device),
         "seed": args.seed,
         "ablation": ablation,
+        **task.record(),
         **result.record(graph),
         "config": result.circuit.config,
         "circuit_file": str(written) if written else None,

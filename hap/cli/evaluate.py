@@ -16,6 +16,12 @@ def add(commands) -> None:
     common.data(parser)
     common.model(parser)
     common.ablation(parser)
+    parser.add_argument(
+        "--per-prompt",
+        type=options.output_file,
+        default=None,
+        help="write one CSV row per test prompt (full model, circuit, empty circuit)",
+    )
     common.flags(parser)
 
 
@@ -28,9 +34,9 @@ def circuit_ablation(circuit) -> str | None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from hap.engine.evaluate import evaluate_circuit
-    from hap.engine.patching import check_ablation
+    from hap.engine.evaluate import per_prompt, summarize
     from hap.engine.live import count_live
+    from hap.engine.patching import check_ablation
     from hap.io.formats import check_same_shape, detect_format, read_circuit
 
     fmt = detect_format(args.circuit)
@@ -47,7 +53,13 @@ def run(args: argparse.Namespace) -> dict:
     model, graph = common.load(args)
     check_same_shape(file_graph, graph, args.circuit)
     task = common.task(args, model)
-    result = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=ablation)
+    figures = per_prompt(model, graph, task.test, circuit.mask, ablation=ablation)
+    result = summarize(figures)
+    if args.per_prompt:
+        from hap.experiments.prompts import prompt_rows, write_prompt_rows
+
+        rows = prompt_rows(model.tokenizer, task.test, figures, task.test_examples)
+        write_prompt_rows(args.per_prompt, rows)
     live = count_live(graph, circuit.mask, ablation)
     return {
         "circuit": str(args.circuit),
@@ -58,8 +70,10 @@ def run(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "ablation": ablation,
         "recorded_ablation": recorded,
+        **task.record(),
         "n_edges": circuit.n_edges,
         "live_edges": live,
         "sparsity": 1.0 - live / graph.n_edges,
         **asdict(result),
+        "per_prompt_file": str(args.per_prompt) if args.per_prompt else None,
     }

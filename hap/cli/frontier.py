@@ -44,7 +44,6 @@ def run(args: argparse.Namespace) -> dict:
         args.sparsity,
         args.budgets,
         configs,
-        common.split(args),
         progress=not (args.json or args.quiet),
     )
     if args.out:

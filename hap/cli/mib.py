@@ -30,12 +30,12 @@ def run(args: argparse.Namespace) -> dict:
     settings, ablation = common.with_ablation(args)
     check_methods(args.methods)  # before the model loads
     configs = resolve_settings(args.methods, settings)
-    check_validation(configs, args.n_val)
+    check_validation(configs, common.sizes(args)["n_val"])
     model, graph = common.load(args)
     task = common.task(args, model)
     fractions = args.fractions or MIB_FRACTIONS
     result, summary = run_mib_summary(
-        model, graph, task, args.methods, configs, fractions, args.seed, ablation, common.split(args)
+        model, graph, task, args.methods, configs, fractions, args.seed, ablation
     )
     if args.out:
         write_json(args.out, summary)

@@ -35,6 +35,22 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def task(text: str) -> str:
+    """A built-in task's name, or a task file's path (which must exist); its content is checked
+    when the command starts (hap.tasks.files)."""
+    from hap.tasks import GENERATORS, is_task_file
+
+    if text in GENERATORS:
+        return text
+    if not is_task_file(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a built-in task ({', '.join(sorted(GENERATORS))}) nor a file"
+        )
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"task file {text} does not exist")
+    return text
+
+
 def _float(text: str, example: str = "") -> float:
     try:
         return float(text)

@@ -29,6 +29,21 @@ def logit_diff(logits: Tensor, data: TaskData) -> Tensor:
     return _masked_mean(answers, data.answer_mask) - _masked_mean(distractors, data.distractor_mask)
 
 
+def prob_diff(logits: Tensor, data: TaskData) -> Tensor:
+    """[n]: mean answer probability minus mean distractor probability (bounded, unlike the
+    logit difference, so a few confident prompts cannot dominate the mean)."""
+    probs = logits.float().softmax(-1)
+    answers = probs.gather(-1, data.answers)
+    distractors = probs.gather(-1, data.distractors)
+    return _masked_mean(answers, data.answer_mask) - _masked_mean(distractors, data.distractor_mask)
+
+
+def logprob(logits: Tensor, data: TaskData) -> Tensor:
+    """[n]: the mean log-probability of the answers (needs no distractor)."""
+    answers = logits.float().log_softmax(-1).gather(-1, data.answers)
+    return _masked_mean(answers, data.answer_mask)
+
+
 def accuracy(logits: Tensor, data: TaskData) -> Tensor:
     """[n] in {0, 1}: the best answer outscores every distractor."""
     neg = torch.finfo(logits.dtype).min

@@ -47,7 +47,7 @@ def run_baseline(model, graph: Graph, task: Task, ablation: str = "corrupted") -
         "device": str(next(model.parameters()).device),
         "ablation": ablation,
         "n_edges": graph.n_edges,
-        "n_test": len(task.test),
+        **task.record(),
         "full_accuracy": full.accuracy,
         "full_logit_diff": full.logit_diff,
         "empty_kl": none.kl,

@@ -54,9 +54,7 @@ def base_row(point: GridPoint, sweep, configs: dict, origin: dict) -> dict:
         "run_key": point.key,
         "ablation": sweep.ablation,
         "config": json.dumps(asdict(configs[point.method]), sort_keys=True),
-        "n_train": sweep.n_train,
-        "n_val": sweep.n_val,
-        "n_test": sweep.n_test,
+        **sweep.sizes(point.task),
         **origin,
     }
 
@@ -83,7 +81,7 @@ def _task(sweep, name: str, seed: int):
     model, _ = loaded(sweep)
     tasks = _WORKER["tasks"]
     if (name, seed, sweep.split) not in tasks:
-        tasks[(name, seed, sweep.split)] = build_task(model, name, seed, sweep.split)
+        tasks[(name, seed, sweep.split)] = build_task(model, sweep.spec(name), seed, sweep.split)
     return tasks[(name, seed, sweep.split)]
 
 

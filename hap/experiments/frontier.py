@@ -215,7 +215,6 @@ def frontier_summary(
     sparsity: float,
     budgets: list[int],
     configs: dict,
-    split=None,
     progress: bool = False,
 ) -> tuple[Frontier, dict]:
     """run_frontier and its JSON summary with every resolved setting."""
@@ -228,7 +227,7 @@ def frontier_summary(
         "target_sparsity": sparsity,
         "budgets": budgets,
         "seeds": list(tasks),
-        **(split.record() if split is not None else {}),
+        **next(iter(tasks.values())).record(),  # split sizes drawn; a task file's hash, format
         "device": str(next(model.parameters()).device),
         "threads": torch.get_num_threads(),
         "configs": {m: asdict(c) for m, c in configs.items()},

@@ -241,7 +241,6 @@ def run_mib_summary(
     fractions: tuple[float, ...],
     seed: int,
     ablation: str,
-    split=None,
 ) -> tuple[MIBResult, dict]:
     """run_mib under MIB's protocol, and its JSON summary with every resolved setting."""
     import time
@@ -257,7 +256,7 @@ def run_mib_summary(
         "seed": seed,
         "ablation": ablation,
         "selection": "topn (MIB's protocol: top n edges, dangling ones dropped)",
-        **(split.record() if split is not None else {}),
+        **task.record(),  # the split sizes drawn, and a task file's path, hash and format
         "device": str(next(model.parameters()).device),
         "threads": torch.get_num_threads(),
         "wall_s": time.perf_counter() - start,

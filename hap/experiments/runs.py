@@ -13,7 +13,7 @@ from hap.engine.evaluate import Evaluation, evaluate_circuit
 from hap.engine.graph import Graph
 from hap.engine.live import count_live
 from hap.io.circuit import Circuit
-from hap.tasks import make_task
+from hap.tasks import check_sizes, make_task, task_key
 from hap.tasks.base import Task
 from hap.timing import Measured, measure
 
@@ -21,28 +21,51 @@ from hap.timing import Measured, measure
 @dataclass(frozen=True)
 class Split:
     """The split sizes a run draws (train for the search, validation for the stopping rule,
-    test for the evaluation). The defaults are every command's, so `discover`, `evaluate`,
-    `baseline` and `bench` evaluate the same test prompts for one seed."""
+    test for the evaluation). None is the task's default: 64 / 64 / 200 for a built-in task
+    (every command's, so `discover`, `evaluate`, `baseline` and `bench` evaluate the same test
+    prompts for one seed), a task file's own split column, or 40% / 20% / 40% of its rows."""
 
-    n_train: int = 64
-    n_val: int = 64
-    n_test: int = 200
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
 
-    def record(self) -> dict[str, int]:
+    def record(self) -> dict[str, int | None]:
         return {"n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test}
 
 
-def build_task(model, name: str, seed: int, split: Split = Split()) -> Task:
-    """The task `name` drawn by `seed` with `split`'s sizes, for `model`'s tokenizer and its
-    BOS convention: the one way every command builds its prompts."""
+@dataclass(frozen=True)
+class TaskSpec:
+    """What names a run's data: a built-in task or a task file (with its format and MIB
+    counterfactual column, where given)."""
+
+    name: str = "ioi"
+    format: str | None = None
+    counterfactual: str | None = None
+
+    def sizes(self, split: Split) -> dict[str, int]:
+        """The split sizes this task will draw (checked before any model loads)."""
+        return check_sizes(self.name, *split.record().values(), self.format, self.counterfactual)
+
+    def key(self) -> str:
+        """The task's part of a resume key: a file's path, content hash, format, counterfactual."""
+        return task_key(self.name, self.format, self.counterfactual)
+
+
+def build_task(model, name: str | TaskSpec, seed: int, split: Split = Split()) -> Task:
+    """The task `name` (a built-in, a task file's path, or a TaskSpec) drawn by `seed` with
+    `split`'s sizes, for `model`'s tokenizer and its BOS convention: the one way every command
+    builds its prompts."""
+    spec = name if isinstance(name, TaskSpec) else TaskSpec(name)
     return make_task(
-        name,
+        spec.name,
         model.tokenizer,
         n_train=split.n_train,
         n_val=split.n_val,
         n_test=split.n_test,
         seed=seed,
         prepend_bos=model.prepend_bos,
+        task_format=spec.format,
+        counterfactual=spec.counterfactual,
     )
 
 

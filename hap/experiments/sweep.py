@@ -34,13 +34,13 @@ from hap.experiments.results import (
     run_key,
     write_metadata,
 )
-from hap.experiments.runs import Split
+from hap.experiments.runs import Split, TaskSpec
 from hap.io.atomic import atomic_write
 from hap.models import model_name
 from hap.models.loader import pick_device
 from hap.progress import bar
 from hap.search.selection import edges_for_sparsity
-from hap.tasks import check_sizes
+from hap.tasks import is_task_file
 
 
 @dataclass
@@ -53,9 +53,11 @@ class SweepConfig:
     device: str | None = None
     threads: int | None = None  # torch CPU threads; None leaves the process's setting alone
     ablation: str = "corrupted"  # what removed edges carry, in every search and evaluation
-    n_train: int = 64
-    n_val: int = 64
-    n_test: int = 200
+    n_train: int | None = None  # None: the task's default (hap.experiments.runs.Split)
+    n_val: int | None = None
+    n_test: int | None = None
+    task_format: str | None = None  # for task files: their format (default: detected)
+    counterfactual: str | None = None  # for MIB's rows: the counterfactual column
     settings: dict[str, str] = field(default_factory=dict)  # --set key=value, for every method
     circuits: Path | None = None  # where each run's circuit is written, as <run_key>.json
     calibration: str | None = None  # filled by run_sweep: see calibration_note
@@ -63,21 +65,31 @@ class SweepConfig:
 
     def resolve(self) -> dict:
         """Each method's typed config (the sweep's ablation applied to every method); raises
-        for an unknown method, setting or sparsity."""
+        for an unknown method, setting, sparsity or task, a task file that cannot be read, a
+        split a task cannot supply, or a device this machine lacks: before any model loads."""
         settings = {**self.settings, "ablation": self.ablation}
         configs = resolve_settings(list(self.methods), settings)
-        check_validation(configs, self.n_val)
         probe = Graph(1, 1)
         for sparsity in self.sparsities:
             edges_for_sparsity(probe, sparsity)
-        for task in self.tasks:  # before any model loads: a split no task can supply
-            check_sizes(task, self.n_train, self.n_val, self.n_test)
-        pick_device(self.device)  # a device this machine lacks, refused up front
+        for task in self.tasks:
+            check_validation(configs, self.sizes(task)["n_val"])
+        pick_device(self.device)
         return configs
 
     @property
     def split(self) -> Split:
         return Split(self.n_train, self.n_val, self.n_test)
+
+    def spec(self, task: str) -> TaskSpec:
+        is_file = is_task_file(task)
+        return TaskSpec(
+            task, self.task_format if is_file else None, self.counterfactual if is_file else None
+        )
+
+    def sizes(self, task: str) -> dict[str, int]:
+        """The split sizes `task` draws in this sweep (part of each run's resume key)."""
+        return self.spec(task).sizes(self.split)
 
     @property
     def settings_key(self) -> str:
@@ -99,13 +111,13 @@ def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.D
     if config.threads:
         torch.set_num_threads(config.threads)
     name = model_name(config.model)
-    sizes = config.split.record()
     plan: dict[str, GridPoint] = {}  # by resume key: a grid never runs one point twice
     for task in config.tasks:
+        sizes, data = config.sizes(task), config.spec(task).key()
         for seed in config.seeds:
             for sparsity in config.sparsities:
                 for method in config.methods:
-                    key = run_key(method, task, name, seed, sparsity, configs[method], sizes)
+                    key = run_key(method, data, name, seed, sparsity, configs[method], sizes)
                     if key not in done:
                         plan.setdefault(key, GridPoint(task, seed, sparsity, method, key))
     shown = bar(total=len(plan), desc="sweep") if progress else None

@@ -44,14 +44,21 @@ from hap.engine.patching import (
 from hap.errors import RunFailed
 from hap.tasks.base import TaskData
 
+METRICS = ("logit_diff", "prob_diff", "logprob", "kl")
+
 
 def metric_fn(name: str) -> Callable[[Tensor, Tensor, TaskData], Tensor]:
     """(logits at position, full-model logits at position, batch) -> summed scalar to differentiate."""
-    if name == "logit_diff":
-        return lambda logits, full, batch: metrics.logit_diff(logits, batch).sum()
-    if name == "kl":
-        return lambda logits, full, batch: -metrics.kl_divergence(full, logits).sum()
-    raise ValueError(f"unknown attribution metric {name!r}; choose 'logit_diff' or 'kl'")
+    per_example = {
+        "logit_diff": lambda logits, full, batch: metrics.logit_diff(logits, batch),
+        "prob_diff": lambda logits, full, batch: metrics.prob_diff(logits, batch),
+        "logprob": lambda logits, full, batch: metrics.logprob(logits, batch),
+        "kl": lambda logits, full, batch: -metrics.kl_divergence(full, logits),
+    }
+    if name not in per_example:
+        raise ValueError(f"unknown attribution metric {name!r}; choose one of {METRICS}")
+    chosen = per_example[name]
+    return lambda logits, full, batch: chosen(logits, full, batch).sum()
 
 
 IG_POINTS = ("left", "right")

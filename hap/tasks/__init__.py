@@ -13,6 +13,14 @@ from hap.tasks.base import (
     check_split,
     check_vocabulary,
 )
+from hap.tasks.files import (
+    FORMATS,
+    TaskFile,
+    choose_rows,
+    file_task,
+    is_task_file,
+    read_task_file,
+)
 from hap.tasks.gendered_pronoun import gendered_pronoun_example, gendered_pronoun_prompts
 from hap.tasks.greater_than import (
     greater_than_digit_example,
@@ -64,30 +72,67 @@ def distinct_prompts(name: str, words: Words = ALL_WORDS, generator=None) -> int
     return ioi_prompts(words)
 
 
-def check_sizes(name: str, n_train: int, n_val: int, n_test: int) -> None:
-    """`make_task`'s refusal of an unknown task or impossible split sizes, made before any
-    model or tokenizer loads: against every slot word (a tokenizer only drops words, so the
-    count is an upper bound; `make_task` checks the exact one)."""
+DEFAULT_SIZES = {"n_train": 64, "n_val": 64, "n_test": 200}  # a built-in task's, where not given
+
+
+def check_sizes(
+    name: str,
+    n_train: int | None,
+    n_val: int | None,
+    n_test: int | None,
+    task_format: str | None = None,
+    counterfactual: str | None = None,
+) -> dict[str, int]:
+    """The split sizes `make_task` will draw, and its refusal of an unknown task, an unreadable
+    task file or impossible sizes, made before any model or tokenizer loads. A built-in task is
+    counted against every slot word (a tokenizer only drops words, so the count is an upper
+    bound; `make_task` checks the exact one); a task file against its usable rows."""
+    if is_task_file(name):
+        task_file = read_task_file(name, task_format, counterfactual)
+        parts = choose_rows(task_file, n_train, n_val, n_test, 0)
+        return dict(zip(("n_train", "n_val", "n_test"), map(len, parts)))
     if name not in GENERATORS:
-        raise TaskError(f"unknown task {name!r}; choose one of {sorted(GENERATORS)}")
-    check_split(name, n_train, n_val, n_test, distinct_prompts(name))
+        raise TaskError(
+            f"unknown task {name!r}; choose one of {sorted(GENERATORS)} or give a task file's path"
+        )
+    if task_format is not None or counterfactual is not None:
+        raise TaskError(f"--task-format and --counterfactual apply to task files, not to {name}")
+    given = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
+    sizes = {k: DEFAULT_SIZES[k] if v is None else v for k, v in given.items()}
+    check_split(name, *sizes.values(), distinct_prompts(name))
+    return sizes
+
+
+def task_key(name: str, task_format: str | None = None, counterfactual: str | None = None) -> str:
+    """What names a task's data in a resume key: a built-in's name, or a file's path, content
+    hash, format and counterfactual (an edited file is a new task)."""
+    if not is_task_file(name):
+        return name
+    record = read_task_file(name, task_format, counterfactual).record()
+    return "{task_file}@{task_sha256}/{task_format}/{counterfactual}".format(**record)
 
 
 def make_task(
     name: str,
     tokenizer,
-    n_train: int = 200,
-    n_val: int = 100,
-    n_test: int = 200,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
     seed: int = 0,
     prepend_bos: bool | None = None,
+    task_format: str | None = None,
+    counterfactual: str | None = None,
 ) -> Task:
-    """Build task `name` for `tokenizer`; splits are disjoint and fixed by `seed`. Slot words
-    are those that are single tokens of this tokenizer (`words_for`); Greater-Than reads the
-    next digit on digit-level tokenizers (`_generator`); `prepend_bos` is the BOS
-    convention (`hap.tasks.base.tokenize`; a loaded model carries its own as
-    `model.prepend_bos`)."""
-    check_sizes(name, n_train, n_val, n_test)  # before the tokenizer is asked anything
+    """Build task `name` (a built-in name or a task file's path) for `tokenizer`; splits are
+    disjoint and fixed by `seed`. Slot words are those that are single tokens of this tokenizer
+    (`words_for`); Greater-Than reads the next digit on digit-level tokenizers (`_generator`);
+    `prepend_bos` is the BOS convention (`hap.tasks.base.tokenize`; a loaded model carries its
+    own as `model.prepend_bos`). Sizes left None are DEFAULT_SIZES for a built-in and a share
+    of the rows for a file (`hap.tasks.files.split_sizes`)."""
+    if is_task_file(name):
+        task_file = read_task_file(name, task_format, counterfactual)
+        return file_task(task_file, tokenizer, n_train, n_val, n_test, seed, prepend_bos)
+    sizes = check_sizes(name, n_train, n_val, n_test, task_format, counterfactual)
     words, dropped = words_for(tokenizer, bare_names=name == "gendered-pronoun")
     reason = too_few(words, dropped, SLOTS[name])
     if reason:
@@ -95,9 +140,7 @@ def make_task(
     chosen = _generator(name, tokenizer)
     capacity = distinct_prompts(name, words, chosen)
     generator = partial(chosen, words=words)
-    return build_task(
-        name, generator, tokenizer, n_train, n_val, n_test, seed, prepend_bos, capacity
-    )
+    return build_task(name, generator, tokenizer, *sizes.values(), seed, prepend_bos, capacity)
 
 
 __all__ = [
@@ -106,7 +149,13 @@ __all__ = [
     "Task",
     "TaskData",
     "TaskError",
+    "DEFAULT_SIZES",
+    "FORMATS",
+    "TaskFile",
     "check_sizes",
+    "is_task_file",
+    "read_task_file",
+    "task_key",
     "check_vocabulary",
     "distinct_prompts",
     "make_task",

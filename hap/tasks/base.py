@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
@@ -33,8 +33,8 @@ class Example:
 
     clean: str
     corrupted: str
-    answers: tuple[str, ...]
-    distractors: tuple[str, ...]
+    answers: tuple[str | int, ...]  # an int is a token id (task files in EAP-IG's format)
+    distractors: tuple[str | int, ...]
 
 
 Generator = Callable[[random.Random, "bool | None"], Example]
@@ -102,30 +102,63 @@ class Task:
     val: TaskData
     test: TaskData
     seed: int
+    source: dict = field(default_factory=dict)  # a task file's path, hash, format (TaskFile.record)
+    test_examples: tuple[Example, ...] = ()  # the test prompts as written (per-prompt results)
 
     def to(self, device: torch.device | str) -> Task:
         return Task(
-            self.name, self.train.to(device), self.val.to(device), self.test.to(device), self.seed
+            self.name,
+            self.train.to(device),
+            self.val.to(device),
+            self.test.to(device),
+            self.seed,
+            self.source,
+            self.test_examples,
         )
 
+    def record(self) -> dict:
+        """What a result records about its data: the task file (if any) and the split sizes."""
+        sizes = {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test)}
+        return {**self.source, **sizes}
 
-def _single_token_ids(tokenizer, strings: Sequence[str]) -> dict[str, int]:
-    ids, bad = {}, []
-    for s in sorted(set(strings)):
+
+def _single_token_ids(
+    tokenizer, strings: Sequence[str | int], where: Callable[[str | int], str] | None = None
+) -> dict[str | int, int]:
+    """Each answer string's single token id; a token id (an int) is kept where the tokenizer
+    has it. `where` names the row of a refused answer (task files)."""
+    ids: dict[str | int, int] = {}
+    bad: list[str | int] = []
+    size = len(tokenizer)
+    for s in sorted(set(strings), key=lambda x: (isinstance(x, int), str(x))):
+        if isinstance(s, int):
+            if 0 <= s < size:
+                ids[s] = s
+            else:
+                bad.append(s)
+            continue
         toks = tokenizer(s, add_special_tokens=False)["input_ids"]
         if len(toks) != 1 or toks[0] == tokenizer.unk_token_id:
             bad.append(s)
         else:
             ids[s] = toks[0]
     if bad:
+        first = f" (first in {where(bad[0])})" if where else ""
         raise TaskError(
-            f"answers that are not single known tokens for this tokenizer: {bad[:20]}; "
-            "pick words that are single tokens or use another model's tokenizer"
+            f"{len(bad)} answers are not single known tokens for this tokenizer, e.g. "
+            f"{bad[:10]}{first}; pick words that are single tokens (token ids below {size}) or "
+            "use another model's tokenizer"
         )
     return ids
 
 
-def _encode(tokenizer, texts: Sequence[str], prepend_bos: bool | None) -> list[list[int]]:
+def _encode(
+    tokenizer,
+    texts: Sequence[str],
+    prepend_bos: bool | None,
+    rows: Sequence[int] | None = None,
+    source: str = "task",
+) -> list[list[int]]:
     if prepend_bos is None:
         prepend_bos = tokenizer.bos_token_id is not None
     if prepend_bos and tokenizer.bos_token_id is None:
@@ -134,17 +167,20 @@ def _encode(tokenizer, texts: Sequence[str], prepend_bos: bool | None) -> list[l
     encoded = [bos + ids for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
     unk = tokenizer.unk_token_id
     if unk is not None:
-        bad_words = {
-            word
-            for text, ids in zip(texts, encoded)
-            if unk in ids
-            for word in text.split()
-            if unk in tokenizer(word, add_special_tokens=False)["input_ids"]
-        }
-        if bad_words:
+        unknown: dict[str, int] = {}
+        for i, (text, ids) in enumerate(zip(texts, encoded)):
+            if unk not in ids:
+                continue
+            for word in text.split():
+                word = word.strip(".,;:!?\"'()")
+                if word and unk in tokenizer(word, add_special_tokens=False)["input_ids"]:
+                    unknown.setdefault(word, rows[i] if rows is not None else i + 1)
+        if unknown:
+            first = next(iter(unknown.items()))
             raise TaskError(
                 f"task/model vocabulary mismatch: words unknown to this tokenizer: "
-                f"{sorted(bad_words)[:20]}; build the task with the model's own tokenizer"
+                f"{sorted(unknown)[:20]} (first '{first[0]}' in {source} row {first[1]}); use "
+                "words the model knows or build the task with the model's own tokenizer"
             )
     return encoded
 
@@ -161,22 +197,42 @@ def _pad_ids(rows: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
-def tokenize(examples: Sequence[Example], tokenizer, prepend_bos: bool | None = None) -> TaskData:
+def tokenize(
+    examples: Sequence[Example],
+    tokenizer,
+    prepend_bos: bool | None = None,
+    rows: Sequence[int] | None = None,
+    source: str = "task",
+) -> TaskData:
     """Tokenise examples for `tokenizer`. The BOS convention is explicit: `prepend_bos` True puts
     the tokenizer's BOS token first, False does not; None (the embedded model's and GPT-2's
     convention) prepends it when the tokenizer has one. Words are encoded without the
-    tokenizer's own special tokens, so the convention is this argument alone."""
-    clean = _encode(tokenizer, [e.clean for e in examples], prepend_bos)
-    corrupted = _encode(tokenizer, [e.corrupted for e in examples], prepend_bos)
-    mismatched = [
-        (e.clean, e.corrupted) for e, c, k in zip(examples, clean, corrupted) if len(c) != len(k)
-    ]
+    tokenizer's own special tokens, so the convention is this argument alone. Prompts may differ
+    in length from one another (right-padded; each is read at its own last token), but a clean
+    prompt and its corrupted twin must have one length, since patching swaps activations
+    position by position. `rows` / `source` name a refused row (task files)."""
+    rows = list(rows) if rows is not None else [i + 1 for i in range(len(examples))]
+    clean = _encode(tokenizer, [e.clean for e in examples], prepend_bos, rows, source)
+    corrupted = _encode(tokenizer, [e.corrupted for e in examples], prepend_bos, rows, source)
+    mismatched = [i for i, (c, k) in enumerate(zip(clean, corrupted)) if len(c) != len(k)]
     if mismatched:
+        i = mismatched[0]
         raise TaskError(
-            f"clean and corrupted prompts tokenise to different lengths, e.g. {mismatched[0]}; "
-            "their slot words must be single tokens for this tokenizer"
+            f"{source}: {len(mismatched)} of {len(examples)} pairs have clean and corrupted "
+            f"prompts of different token lengths, first row {rows[i]} ({len(clean[i])} vs "
+            f"{len(corrupted[i])} tokens: {examples[i].clean!r} / {examples[i].corrupted!r}); "
+            "patching swaps activations position by position, so make each pair's words single "
+            "tokens of this tokenizer or drop those rows"
         )
-    ids = _single_token_ids(tokenizer, [s for e in examples for s in e.answers + e.distractors])
+    first_row = {}
+    for e, row in zip(examples, rows):
+        for s in e.answers + e.distractors:
+            first_row.setdefault(s, row)
+    ids = _single_token_ids(
+        tokenizer,
+        list(first_row),
+        where=lambda s: f"{source} row {first_row[s]}",
+    )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     answers, answer_mask = _pad_ids([[ids[s] for s in e.answers] for e in examples])
     distractors, distractor_mask = _pad_ids([[ids[s] for s in e.distractors] for e in examples])
@@ -253,7 +309,8 @@ def build_task(
     data = tokenize(examples, tokenizer, prepend_bos)
     bounds = (0, n_train, n_train + n_val, n_train + n_val + n_test)
     train, val, test = (data.subset(slice(a, b)) for a, b in zip(bounds, bounds[1:]))
-    return Task(name=name, train=train, val=val, test=test, seed=seed)
+    test_examples = tuple(examples[bounds[2] : bounds[3]])
+    return Task(name, train, val, test, seed, test_examples=test_examples)
 
 
 def check_vocabulary(data: TaskData, d_vocab: int) -> None:
