@@ -81,7 +81,7 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         "acdc on mib": (["mib", "--methods", "eap,acdc"], "acdc's threshold"),
         "frontier without hap": (["frontier", "--methods", "ep,eap"], "must include both"),
         "unknown task": (["discover", "--method", "eap", "--task", "nope"], "neither a built-in task"),
-        "ray flag, local run": (["bench", "--cpus-per-run", "2"], "apply to --executor ray only"),
+        "ray flag, local run": (["bench", "--cpus-per-run", "2"], "applies to --executor ray only"),
         "no validation": (["bench", "--methods", "eap,ep", "--n-val", "0"], "--n-val is 0"),
         "huge split": (
             ["discover", "--method", "eap", "--n-test", "100000000"],

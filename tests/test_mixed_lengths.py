@@ -1,7 +1,7 @@
 """Prompts of different lengths in one batch: right padding never reaches a position that is read,
-so batched figures equal one-prompt-at-a-time figures for the masked forward, the metrics, every
-ablation and the attribution scores; a mixed-length split's evaluation is the weighted mean of
-its per-length evaluations."""
+so batched figures equal those of each prompt tokenised alone (no padding at all) for the masked
+forward, the metrics, every ablation and the attribution scores; a mixed-length split's
+evaluation is the weighted mean of its per-length evaluations."""
 
 from __future__ import annotations
 
@@ -13,15 +13,27 @@ from hap.engine.evaluate import evaluate_circuit, per_prompt
 from hap.engine.patching import EdgeMaskedForward, compute_baseline
 from hap.search.attribution import attribution_scores
 from hap.tasks import make_task
+from hap.tasks.base import tokenize
 
 TASK = "tests/data/tasks/handoff.jsonl"  # four sentence frames, 14 to 17 tokens
 
 
 @pytest.fixture(scope="module")
-def mixed(model):
-    data = make_task(TASK, model.tokenizer, n_train=0, n_val=0, n_test=24, seed=3).test
+def task(model):
+    return make_task(TASK, model.tokenizer, n_train=0, n_val=0, n_test=24, seed=3)
+
+
+@pytest.fixture(scope="module")
+def mixed(task):
+    data = task.test
     assert len(set(data.position.tolist())) >= 3, "the split must mix prompt lengths"
     return data
+
+
+@pytest.fixture(scope="module")
+def alone(task, model):
+    """Each test prompt tokenised by itself: no padding anywhere."""
+    return [tokenize([e], model.tokenizer, model.prepend_bos) for e in task.test_examples]
 
 
 def _circuit(graph, seed: int = 0) -> torch.Tensor:
@@ -30,10 +42,13 @@ def _circuit(graph, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("ablation", ["corrupted", "mean", "zero"])
-def test_per_prompt_figures_batched_equal_one_at_a_time(model, graph, mixed, ablation):
+def test_per_prompt_figures_batched_equal_one_at_a_time(model, graph, mixed, alone, ablation):
     circuit = _circuit(graph)
     batched = per_prompt(model, graph, mixed, circuit, ablation, batch_size=64, reference=mixed)
-    single = per_prompt(model, graph, mixed, circuit, ablation, batch_size=1, reference=mixed)
+    parts = [per_prompt(model, graph, one, circuit, ablation, reference=mixed) for one in alone]
+    single = type(batched)(
+        *(torch.cat([getattr(p, f) for p in parts]) for f in batched.__dataclass_fields__)
+    )
     for name in ("logit_diff", "full_logit_diff", "empty_logit_diff", "kl", "empty_kl"):
         a, b = getattr(batched, name), getattr(single, name)
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4), (name, (a - b).abs().max())
@@ -43,7 +58,7 @@ def test_per_prompt_figures_batched_equal_one_at_a_time(model, graph, mixed, abl
 
 
 @pytest.mark.parametrize("ablation", ["corrupted", "mean", "zero"])
-def test_soft_masked_logits_batched_equal_one_at_a_time(model, graph, mixed, ablation):
+def test_soft_masked_logits_batched_equal_one_at_a_time(model, graph, mixed, alone, ablation):
     """The forward EP and HAP train through, with fractional mask values."""
     forward = EdgeMaskedForward(model, graph)
     mask = torch.rand(graph.n_edges, generator=torch.Generator().manual_seed(1))
@@ -52,8 +67,8 @@ def test_soft_masked_logits_batched_equal_one_at_a_time(model, graph, mixed, abl
             model, graph, mixed.clean, mixed.corrupted, ablation, mixed.clean, mixed.position
         )
         batched = metrics.at_position(forward(mixed.clean, mask, baseline), mixed.position)
-        for i in range(len(mixed)):
-            one = mixed.subset(slice(i, i + 1))
+        for i, one in enumerate(alone):
+            assert one.clean.shape[1] == int(one.position[0]) + 1  # unpadded
             base = compute_baseline(
                 model, graph, one.clean, one.corrupted, ablation, mixed.clean, mixed.position
             )
@@ -64,11 +79,16 @@ def test_soft_masked_logits_batched_equal_one_at_a_time(model, graph, mixed, abl
 @pytest.mark.parametrize(
     ("ablation", "ig_steps"), [("corrupted", 0), ("mean", 0), ("zero", 0), ("corrupted", 2)]
 )
-def test_attribution_scores_batched_equal_one_at_a_time(model, graph, mixed, ablation, ig_steps):
+def test_attribution_scores_batched_equal_one_at_a_time(
+    model, graph, mixed, alone, ablation, ig_steps
+):
     data = mixed.subset(slice(0, 8))
     kwargs = {"ablation": ablation, "ig_steps": ig_steps}
     batched = attribution_scores(model, graph, data, batch_size=8, **kwargs)
-    single = attribution_scores(model, graph, data, batch_size=1, **kwargs)
+    if ablation == "mean":  # the mean is over the scored prompts: the same 8 on both sides
+        single = attribution_scores(model, graph, data, batch_size=1, **kwargs)
+    else:
+        single = sum(attribution_scores(model, graph, one, **kwargs) for one in alone[:8]) / 8
     scale = batched.abs().max()
     assert scale > 0
     assert torch.allclose(batched, single, rtol=1e-3, atol=1e-5 * float(scale))

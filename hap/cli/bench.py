@@ -56,7 +56,8 @@ def executor(args: argparse.Namespace):
     if args.executor == "local":
         given = [flag for flag, value in ray_only.items() if value is not None]
         if given:
-            raise UserError(f"{', '.join(given)} apply to --executor ray only")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UserError(f"{', '.join(given)} {verb} to --executor ray only")
         return LocalExecutor()
     return RayExecutor(
         address=args.address,

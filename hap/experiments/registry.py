@@ -91,6 +91,7 @@ def check_validation(configs: Mapping[str, Any], n_val: int) -> None:
     ]
     if by_rule and n_val < 1:
         raise UserError(
-            f"{', '.join(by_rule)} stop by the validation rule, and --n-val is 0: give validation "
+            f"{', '.join(by_rule)} {'stops' if len(by_rule) == 1 else 'stop'} by the validation "
+            "rule, and --n-val is 0: give validation "
             "prompts (--n-val 64) or a fixed budget (--set steps=N)"
         )
