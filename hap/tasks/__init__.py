@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from hap.tasks.agreement import agreement_example, agreement_prompts, usable_pairs
 from hap.tasks.base import (
     Example,
     Task,
@@ -13,6 +14,7 @@ from hap.tasks.base import (
     check_split,
     check_vocabulary,
 )
+from hap.tasks.capitals import capital_example, capital_prompts, usable_countries
 from hap.tasks.files import (
     FORMATS,
     TaskFile,
@@ -34,6 +36,18 @@ GENERATORS = {
     "ioi": ioi_example,
     "greater-than": greater_than_example,
     "gendered-pronoun": gendered_pronoun_example,
+    "subject-verb-agreement": agreement_example,
+    "capitals": capital_example,
+}
+# Tasks whose words are not the shared Words slots: each filters its own vocabulary for a tokenizer
+# (refusing in one line where too few words are single tokens) and counts its prompts.
+OWN_WORDS = {
+    "subject-verb-agreement": (
+        lambda tokenizer: usable_pairs(tokenizer)[0],
+        agreement_example,
+        agreement_prompts,
+    ),
+    "capitals": (usable_countries, capital_example, capital_prompts),
 }
 SLOTS = {
     "ioi": ("female_names", "male_names", "places", "objects"),
@@ -65,6 +79,8 @@ def _generator(name: str, tokenizer):
 def distinct_prompts(name: str, words: Words = ALL_WORDS, generator=None) -> int:
     """How many distinct clean prompts task `name` can draw from `words` (with `generator`, the
     one `_generator` picked; by default the largest count over the task's generators)."""
+    if name in OWN_WORDS:
+        return OWN_WORDS[name][2]()
     if name == "greater-than":
         return greater_than_prompts(words, digits=generator is greater_than_digit_example)
     if name == "gendered-pronoun":
@@ -73,6 +89,7 @@ def distinct_prompts(name: str, words: Words = ALL_WORDS, generator=None) -> int
 
 
 DEFAULT_SIZES = {"n_train": 64, "n_val": 64, "n_test": 200}  # a built-in task's, where not given
+TASK_SIZES = {"capitals": {"n_train": 40, "n_val": 20, "n_test": 60}}  # of 144 prompts (132 on SmolLM2)
 
 
 def check_sizes(
@@ -98,7 +115,8 @@ def check_sizes(
     if task_format is not None or counterfactual is not None:
         raise TaskError(f"--task-format and --counterfactual apply to task files, not to {name}")
     given = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
-    sizes = {k: DEFAULT_SIZES[k] if v is None else v for k, v in given.items()}
+    defaults = TASK_SIZES.get(name, DEFAULT_SIZES)
+    sizes = {k: defaults[k] if v is None else v for k, v in given.items()}
     check_split(name, *sizes.values(), distinct_prompts(name))
     return sizes
 
@@ -133,6 +151,13 @@ def make_task(
         task_file = read_task_file(name, task_format, counterfactual)
         return file_task(task_file, tokenizer, n_train, n_val, n_test, seed, prepend_bos)
     sizes = check_sizes(name, n_train, n_val, n_test, task_format, counterfactual)
+    if name in OWN_WORDS:
+        usable, example, count = OWN_WORDS[name]
+        chosen_words = usable(tokenizer)
+        generator = partial(example, pairs=chosen_words)
+        return build_task(
+            name, generator, tokenizer, *sizes.values(), seed, prepend_bos, count(chosen_words)
+        )
     words, dropped = words_for(tokenizer, bare_names=name == "gendered-pronoun")
     reason = too_few(words, dropped, SLOTS[name])
     if reason:
