@@ -11,7 +11,7 @@ from hap.engine.patching import Ablation, check_ablation
 from hap.errors import ConfigError
 from hap.experiments.runs import Split, TaskSpec, build_task
 from hap.search.config import parse_settings
-from hap.tasks import FORMATS, GENERATORS
+from hap.tasks import BUILTIN_TASKS, FORMATS
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,7 +46,7 @@ def data(
             "--task",
             default="ioi",
             type=options.task,
-            help=f"a built-in task ({', '.join(sorted(GENERATORS))}) or a task file's path",
+            help=f"a built-in task ({', '.join(sorted(BUILTIN_TASKS))}) or a task file's path",
         )
         task_file_flags(parser)
     if seed:

@@ -38,13 +38,13 @@ def nonnegative_int(text: str) -> int:
 def task(text: str) -> str:
     """A built-in task's name, or a task file's path (which must exist); its content is checked
     when the command starts (hap.tasks.files)."""
-    from hap.tasks import GENERATORS, is_task_file
+    from hap.tasks import BUILTIN_TASKS, is_task_file
 
-    if text in GENERATORS:
+    if text in BUILTIN_TASKS:
         return text
     if not is_task_file(text):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a built-in task ({', '.join(sorted(GENERATORS))}) nor a file"
+            f"{text!r} is neither a built-in task ({', '.join(sorted(BUILTIN_TASKS))}) nor a file"
         )
     if not Path(text).exists():
         raise argparse.ArgumentTypeError(f"task file {text} does not exist")

@@ -36,9 +36,7 @@ GENERATORS = {
     "ioi": ioi_example,
     "greater-than": greater_than_example,
     "gendered-pronoun": gendered_pronoun_example,
-    "subject-verb-agreement": agreement_example,
-    "capitals": capital_example,
-}
+}  # the tasks of the embedded model's training corpus (hap.models.train)
 # Tasks whose words are not the shared Words slots: each filters its own vocabulary for a tokenizer
 # (refusing in one line where too few words are single tokens) and counts its prompts.
 OWN_WORDS = {
@@ -49,6 +47,7 @@ OWN_WORDS = {
     ),
     "capitals": (usable_countries, capital_example, capital_prompts),
 }
+BUILTIN_TASKS = (*GENERATORS, *OWN_WORDS)  # every name --task takes
 SLOTS = {
     "ioi": ("female_names", "male_names", "places", "objects"),
     "greater-than": ("events",),
@@ -108,9 +107,10 @@ def check_sizes(
         task_file = read_task_file(name, task_format, counterfactual)
         parts = choose_rows(task_file, n_train, n_val, n_test, 0)
         return dict(zip(("n_train", "n_val", "n_test"), map(len, parts)))
-    if name not in GENERATORS:
+    if name not in BUILTIN_TASKS:
         raise TaskError(
-            f"unknown task {name!r}; choose one of {sorted(GENERATORS)} or give a task file's path"
+            f"unknown task {name!r}; choose one of {sorted(BUILTIN_TASKS)} or give a task file's "
+            "path"
         )
     if task_format is not None or counterfactual is not None:
         raise TaskError(f"--task-format and --counterfactual apply to task files, not to {name}")
@@ -169,6 +169,7 @@ def make_task(
 
 
 __all__ = [
+    "BUILTIN_TASKS",
     "GENERATORS",
     "Example",
     "Task",

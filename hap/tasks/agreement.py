@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 
 from hap.tasks.base import Example, TaskError
+from hap.tasks.vocab import single_token
 
 NOUN_PAIRS: tuple[tuple[str, str], ...] = (
     ("doctor", "doctors"),
@@ -55,8 +56,7 @@ def usable_pairs(tokenizer) -> tuple[tuple[tuple[str, str], ...], list[str]]:
     words; refuses (one line) a tokenizer that keeps too few or splits the verbs."""
 
     def single(text: str) -> bool:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        return len(ids) == 1 and ids[0] != tokenizer.unk_token_id
+        return single_token(tokenizer, text)
 
     missing = [v for v in VERBS if not single(v)]
     kept = tuple(p for p in NOUN_PAIRS if single(" " + p[0]) and single(" " + p[1]))

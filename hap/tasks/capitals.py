@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 from hap.tasks.base import Example, TaskError
+from hap.tasks.vocab import single_token
 
 CAPITALS: tuple[tuple[str, str], ...] = (
     ("France", "Paris"),
@@ -52,8 +53,7 @@ def usable_countries(tokenizer) -> tuple[tuple[str, str], ...]:
     """(country, capital) pairs whose both words are single tokens after a space."""
 
     def single(text: str) -> bool:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        return len(ids) == 1 and ids[0] != tokenizer.unk_token_id
+        return single_token(tokenizer, text)
 
     kept = tuple(p for p in CAPITALS if single(" " + p[0]) and single(" " + p[1]))
     if len(kept) < MINIMUM:

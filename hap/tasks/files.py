@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hap.tasks.base import Example, TaskError
+from hap.tasks.vocab import single_token
 
 FORMATS = (
     "native",
@@ -609,8 +610,7 @@ def token_problem(example: Example, tokenizer) -> str | None:
             if not 0 <= answer < len(tokenizer):
                 return "a token id outside the tokenizer"
             continue
-        ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        if not single_token(tokenizer, answer):
             return "an answer or distractor that is not a single token"
     return None
 

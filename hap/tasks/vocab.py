@@ -213,7 +213,8 @@ ALL_WORDS = Words()
 MINIMUM = {"female_names": 5, "male_names": 5, "places": 3, "objects": 3, "events": 3, "jobs": 3}
 
 
-def _single(tokenizer, text: str) -> bool:
+def single_token(tokenizer, text: str) -> bool:
+    """Whether `text` is one known token of `tokenizer` (without its special tokens)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return len(ids) == 1 and ids[0] != tokenizer.unk_token_id
 
@@ -228,7 +229,9 @@ def words_for(tokenizer, bare_names: bool = False) -> tuple[Words, dict[str, lis
         words = getattr(ALL_WORDS, f.name)
         bare = bare_names and f.name.endswith("names")
         ok = tuple(
-            w for w in words if _single(tokenizer, " " + w) and (not bare or _single(tokenizer, w))
+            w
+            for w in words
+            if single_token(tokenizer, " " + w) and (not bare or single_token(tokenizer, w))
         )
         kept[f.name] = ok
         dropped[f.name] = [w for w in words if w not in ok]
