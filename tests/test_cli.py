@@ -82,7 +82,7 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         "frontier without hap": (["frontier", "--methods", "ep,eap"], "must include both"),
         "unknown task": (["discover", "--method", "eap", "--task", "nope"], "neither a built-in task"),
         "ray flag, local run": (["bench", "--cpus-per-run", "2"], "applies to --executor ray only"),
-        "no validation": (["bench", "--methods", "eap,ep", "--n-val", "0"], "--n-val is 0"),
+        "no validation": (["bench", "--methods", "eap,ep", "--n-val", "0"], "no validation prompts"),
         "huge split": (
             ["discover", "--method", "eap", "--n-test", "100000000"],
             "a task draws at most 100,000",

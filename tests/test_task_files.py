@@ -204,12 +204,12 @@ def test_token_level_problems_name_the_row(tmp_path, model):
     rows = native_rows(6)
     rows[3]["answers"] = [" Maryland"]  # not a token of the embedded model
     path = write(tmp_path, "multi.jsonl", rows)
-    with pytest.raises(TaskError, match="not single known tokens .*first in .*multi.jsonl row 4"):
+    with pytest.raises(TaskError, match="not single known tokens .*first in .*multi.jsonl line 4"):
         make_task(path, model.tokenizer, n_train=2, n_val=0, n_test=4)
     rows = native_rows(6)
     rows[2]["corrupted"] = "Then, Julia and David went to the park. Sarah gave the ring to Kate to"
     path = write(tmp_path, "unequal.jsonl", rows)
-    with pytest.raises(TaskError, match="1 of 6 pairs .* first row 3"):
+    with pytest.raises(TaskError, match="1 of 6 pairs .* first line 3"):
         make_task(path, model.tokenizer, n_train=2, n_val=0, n_test=4)
     rows = native_rows(6)
     rows[1]["clean"] = "Then, Mary and John went to the zoo. John gave a ring to"
@@ -245,15 +245,15 @@ def _bad_files(tmp_path) -> dict[str, tuple[str, str]]:
             write(tmp_path, "cols.jsonl", [{"text": "a", "target": "b"}]),
             "match no known format",
         ),
-        "missing column": (write(tmp_path, "mc.jsonl", missing_column), "row 5 (native)"),
-        "split values": (write(tmp_path, "split.jsonl", bad_split), "row 8 has split='dev'"),
+        "missing column": (write(tmp_path, "mc.jsonl", missing_column), "line 5 (native)"),
+        "split values": (write(tmp_path, "split.jsonl", bad_split), "line 8 has split='dev'"),
         "no distractor": (
             write(tmp_path, "nod.jsonl", [{"clean": "a", "corrupted": "b", "answers": " c"}]),
             "no distractors",
         ),
         "ep without span": (
             write(tmp_path, "ep.jsonl", [{"clean": "a <predict> b", "corrupted": "c"}]),
-            "row 1 (edge-pruning)",
+            "line 1 (edge-pruning)",
         ),
         "too few rows": (write(tmp_path, "few.jsonl", native_rows(3)), "has 3 usable rows"),
         "a JSON number": (
@@ -377,7 +377,7 @@ def test_a_sweep_on_a_task_file_keys_its_content(tmp_path, capsys):
     import pandas as pd
 
     table = pd.read_csv(out)
-    assert len(table) == 1 and table["task"][0] == str(path)
+    assert len(table) == 1 and table["task"][0].startswith(f"{path}@")
     assert (table["n_train"][0], table["n_val"][0], table["n_test"][0]) == (48, 24, 48)
     assert main(argv) == 0  # resumed: nothing new
     assert len(pd.read_csv(out)) == 1
@@ -405,3 +405,86 @@ def test_mib_rows_are_filtered_for_the_tokenizer_as_mib_does(tmp_path, model):
     }
     with pytest.raises(TaskError, match="has 19 usable rows"):
         make_task(path, model.tokenizer, n_train=5, n_val=0, n_test=15)
+
+
+def test_what_a_newcomer_gets_wrong_is_named(tmp_path, model, capsys, no_model):
+    """An unquoted comma in a CSV, a JSON list with a trailing comma, an answer that is also the
+    distractor: one line each, naming the line, before any model loads."""
+    csv_text = "clean,corrupted,answer,distractor\n" + "\n".join(
+        f'"{r["clean"]}","{r["corrupted"]}",{r["answers"][0]},{r["distractors"]}'
+        for r in native_rows(6)
+    )
+    csv_text += "\nThen, Mary, and John,Then, Anna and Paul, Mary, John\n"
+    cases = {
+        "commas.csv": (csv_text, "line 8 has 7 fields and the header 4"),
+        "trailing.json": (json.dumps(native_rows(3))[:-1] + ",]", "is not valid JSON"),
+        "same.jsonl": (
+            [{"clean": CLEAN, "corrupted": CORRUPT, "answers": " Mary", "distractors": " Mary"}],
+            "line 1 (native): an answer is also a distractor",
+        ),
+    }
+    for name, (content, message) in cases.items():
+        path = write(tmp_path, name, content)
+        assert main(["discover", "--method", "eap", "--task", path]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (name, err)
+
+
+def test_prompts_longer_than_the_context_are_refused(tmp_path, capsys):
+    rows = native_rows(10)
+    rows[3]["clean"] = "Then, " + "Mary and John went to the park. " * 9 + "John gave a ring to"
+    rows[3]["corrupted"] = rows[3]["clean"].replace("Mary", "Anna")
+    path = write(tmp_path, "long.jsonl", rows)
+    assert main(["discover", "--method", "eap", "--task", path, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "but the model reads at most 64" in err[0], err
+    assert main(["task", "check", path, "--json", "--device", "cpu"]) == 0
+    flags = json.loads(capsys.readouterr().out)["flags"]
+    assert any("the model reads at most 64" in f for f in flags), flags
+
+
+def test_a_sweep_refuses_a_bad_file_before_any_run(tmp_path, capsys):
+    rows = native_rows(10)
+    rows[6]["answers"] = [" Maryland"]
+    path = write(tmp_path, "multi.jsonl", rows)
+    out = tmp_path / "sweep.csv"
+    argv = [
+        "bench",
+        "--methods",
+        "eap",
+        "--tasks",
+        f"ioi,{path}",
+        "--sparsities",
+        "0.9",
+        "--n-seeds",
+        "1",
+        "--out",
+        str(out),
+        "--plots",
+        str(tmp_path / "p"),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--n-test",
+        "4",
+        "--n-train",
+        "4",
+        "--n-val",
+        "2",
+    ]
+    assert main(argv) == 2
+    assert "line 7" in capsys.readouterr().err
+    assert not out.exists()  # not even the built-in task's run
+
+
+def test_evaluate_notes_a_circuit_found_on_other_data(tmp_path, capsys):
+    circuit = tmp_path / "c.json"
+    base = ["--task", TASK, "--device", "cpu", "--n-val", "0"]
+    assert main(["discover", "--method", "eap", "--out", str(circuit), *base]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--circuit", str(circuit), *base, "--json"]) == 0
+    assert "note" not in capsys.readouterr().err
+    assert main(["evaluate", "--circuit", str(circuit), *base, "--seed", "1", "--json"]) == 0
+    assert "may include prompts the search trained on" in capsys.readouterr().err
+    assert main(["evaluate", "--circuit", str(circuit), "--task", "ioi", "--device", "cpu"]) == 0
+    assert "evaluating on ioi" in capsys.readouterr().err

@@ -29,8 +29,42 @@ def circuit_ablation(circuit) -> str | None:
     """The ablation a circuit was searched under, where its file records one."""
     config = circuit.config if isinstance(circuit.config, dict) else {}
     search = config.get("search")
-    recorded = (search.get("ablation") if isinstance(search, dict) else None) or config.get("ablation")
+    recorded = (search.get("ablation") if isinstance(search, dict) else None) or config.get(
+        "ablation"
+    )
     return recorded if isinstance(recorded, str) else None
+
+
+def _note_other_data(circuit, args: argparse.Namespace) -> None:
+    """A note where the circuit file records the data it was found on and this evaluation
+    reads other data: another task (file), or the same task drawn with another seed or split
+    sizes, whose test prompts may include the search's training prompts."""
+    found = circuit.details.get("task") if isinstance(circuit.details, dict) else None
+    if not isinstance(found, dict):
+        return
+    from hap.tasks import is_task_file, read_task_file
+
+    name = args.path if hasattr(args, "path") else args.task
+    sha = None
+    if is_task_file(name):
+        sha = read_task_file(name, args.task_format, args.counterfactual).sha256
+    same_task = (found.get("task_sha256") == sha) if sha else found.get("name") == name
+    if not same_task:
+        print(
+            f"hap: note: {args.circuit.name} was found on {found.get('task_file') or found.get('name')}"
+            f"; evaluating on {name}",
+            file=sys.stderr,
+        )
+        return
+    sizes = common.sizes(args)
+    recorded = {k: found.get(k) for k in sizes}
+    if found.get("seed") != args.seed or recorded != sizes:
+        print(
+            f"hap: note: {args.circuit.name} was searched on seed {found.get('seed')} with "
+            f"{recorded}; evaluating on seed {args.seed} with {sizes}: the test prompts may "
+            "include prompts the search trained on",
+            file=sys.stderr,
+        )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -50,6 +84,7 @@ def run(args: argparse.Namespace) -> dict:
             f"under {args.ablation} as asked",
             file=sys.stderr,
         )
+    _note_other_data(circuit, args)
     model, graph = common.load(args)
     check_same_shape(file_graph, graph, args.circuit)
     task = common.task(args, model)

@@ -24,9 +24,13 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from hap.errors import UserError
     from hap.experiments.runs import TaskSpec
     from hap.experiments.taskcheck import check_task, format_report
+    from hap.tasks import BUILTIN_TASKS
 
+    if args.path in BUILTIN_TASKS:
+        raise UserError(f"{args.path} is a built-in task; hap task check reads task files")
     spec = TaskSpec(args.path, args.task_format, args.counterfactual)
     check_task(spec, None, common.split(args), args.seed)  # the file alone, before a model loads
     model = None

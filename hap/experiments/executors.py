@@ -46,7 +46,7 @@ def base_row(point: GridPoint, sweep, configs: dict, origin: dict) -> dict:
 
     return {
         "method": point.method,
-        "task": point.task,
+        "task": sweep.spec(point.task).label(),
         "model": model_name(sweep.model),
         "seed": point.seed,
         "target_sparsity": point.sparsity,
@@ -123,6 +123,12 @@ class LocalExecutor:
 
     def check(self) -> None:
         """Nothing to check: the local executor needs nothing beyond the core install."""
+
+    def prepare(self, points: list[GridPoint], sweep) -> None:
+        """Build every task the points need before the first run: a task file this model's
+        tokenizer refuses stops the sweep before any compute or row."""
+        for task, seed in dict.fromkeys((p.task, p.seed) for p in points):
+            _task(sweep, task, seed)
 
     def run(self, points: list[GridPoint], sweep, configs: dict, origin: dict) -> Iterator[dict]:
         for point in points:

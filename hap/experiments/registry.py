@@ -89,9 +89,9 @@ def check_validation(configs: Mapping[str, Any], n_val: int) -> None:
         if get_backend(name).learns_masks
         and getattr(getattr(config, "search", config), "steps", None) is None
     ]
-    if by_rule and n_val < 1:
+    if by_rule and n_val < 1:  # n_val: the validation prompts the task will draw
         raise UserError(
             f"{', '.join(by_rule)} {'stops' if len(by_rule) == 1 else 'stop'} by the validation "
-            "rule, and --n-val is 0: give validation "
-            "prompts (--n-val 64) or a fixed budget (--set steps=N)"
+            "rule, and there are no validation prompts: give some (--n-val 64, or rows with "
+            "split=validation in a task file) or a fixed budget (--set steps=N)"
         )

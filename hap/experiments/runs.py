@@ -13,8 +13,8 @@ from hap.engine.evaluate import Evaluation, evaluate_circuit
 from hap.engine.graph import Graph
 from hap.engine.live import count_live
 from hap.io.circuit import Circuit
-from hap.tasks import check_sizes, make_task, task_key
-from hap.tasks.base import Task
+from hap.tasks import check_sizes, is_task_file, make_task, read_task_file, task_key
+from hap.tasks.base import Task, check_context
 from hap.timing import Measured, measure
 
 
@@ -46,6 +46,15 @@ class TaskSpec:
         """The split sizes this task will draw (checked before any model loads)."""
         return check_sizes(self.name, *split.record().values(), self.format, self.counterfactual)
 
+    def label(self) -> str:
+        """The task as a results row names it: a built-in's name, or a file's path with its
+        content hash (so an edited file's rows are never averaged with the old ones)."""
+        if not is_task_file(self.name):
+            return self.name
+        record = read_task_file(self.name, self.format, self.counterfactual).record()
+        label = f"{self.name}@{record['task_sha256'][:12]}"
+        return label + (f"#{self.counterfactual}" if self.counterfactual else "")
+
     def key(self) -> str:
         """The task's part of a resume key: a file's path, content hash, format, counterfactual."""
         return task_key(self.name, self.format, self.counterfactual)
@@ -56,7 +65,7 @@ def build_task(model, name: str | TaskSpec, seed: int, split: Split = Split()) -
     `split`'s sizes, for `model`'s tokenizer and its BOS convention: the one way every command
     builds its prompts."""
     spec = name if isinstance(name, TaskSpec) else TaskSpec(name)
-    return make_task(
+    task = make_task(
         spec.name,
         model.tokenizer,
         n_train=split.n_train,
@@ -67,6 +76,8 @@ def build_task(model, name: str | TaskSpec, seed: int, split: Split = Split()) -
         task_format=spec.format,
         counterfactual=spec.counterfactual,
     )
+    check_context(task, getattr(model.cfg, "n_ctx", None))
+    return task
 
 
 def config_ablation(config) -> str:
@@ -132,6 +143,7 @@ def run_one(
     device = next(model.parameters()).device
     run = partial(backend, model, graph, task, sparsity, seed=seed, config=config)
     circuit, cost = measure(run, device)
+    circuit.details["task"] = {"name": task.name, "seed": task.seed, **task.record()}
     ablation = config_ablation(config)
     evaluation = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=ablation)
     return RunResult(circuit, evaluation, cost, ablation)

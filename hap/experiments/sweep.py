@@ -120,6 +120,8 @@ def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.D
                     key = run_key(method, data, name, seed, sparsity, configs[method], sizes)
                     if key not in done:
                         plan.setdefault(key, GridPoint(task, seed, sparsity, method, key))
+    if hasattr(executor, "prepare"):
+        executor.prepare(list(plan.values()), config)
     shown = bar(total=len(plan), desc="sweep") if progress else None
     device = None
     for row in executor.run(list(plan.values()), config, configs, provenance()):

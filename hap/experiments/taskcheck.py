@@ -96,22 +96,52 @@ def check_task(spec: TaskSpec, model=None, split: Split | None = None, seed: int
         "token_ids": task_file.token_ids,
         "flags": [],
     }
+    unit = task_file.unit
+    report["row_numbers"] = f"{unit}s of the file" if unit == "line" else "record numbers"
     if task_file.token_ids:
         report["flags"].append("answers are token ids: the file holds for one tokenizer only")
+    same = [r.line for r in task_file.rows if r.example.clean == r.example.corrupted]
+    if same:
+        report["flags"].append(
+            f"{len(same)} rows have a corrupted prompt equal to the clean one ({unit}s "
+            f"{same[:SHOWN]}): patching them changes nothing"
+        )
+    seen: dict = {}
+    repeated = []
+    for r in task_file.rows:
+        key = (r.example.clean, r.example.corrupted)
+        if key in seen:
+            repeated.append(r.line)
+        seen.setdefault(key, r.line)
+    if repeated:
+        report["flags"].append(
+            f"{len(repeated)} rows repeat an earlier pair ({unit}s {repeated[:SHOWN]}): they weigh "
+            "twice, and may sit in two splits"
+        )
     try:
         parts = choose_rows(task_file, *(split or Split()).record().values(), seed)
         report["splits"] = dict(zip(("n_train", "n_val", "n_test"), map(len, parts)))
     except TaskError as error:
         report["splits"] = None
         report["flags"].append(str(error))
+    if report["splits"] is not None and not report["splits"]["n_test"]:
+        report["flags"].append("no test rows: give more rows or --n-test")
     if model is None:
+        report["flags"].append("tokens not checked (--no-model): answers, lengths and the model")
         return report
     report["model"] = model.name
     problems = _token_problems(task_file, model.tokenizer, model.prepend_bos)
     report.update(problems)
     bad = sum(info["count"] for info in problems["token_problems"].values())
     for reason, info in problems["token_problems"].items():
-        report["flags"].append(f"{info['count']} rows: {reason} (rows {info['rows']})")
+        report["flags"].append(f"{info['count']} rows: {reason} ({unit}s {info['rows']})")
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    if n_ctx and problems["prompt_tokens"]["max"] > n_ctx:
+        report["flags"].append(
+            f"prompts of up to {problems['prompt_tokens']['max']} tokens, but the model reads at "
+            f"most {n_ctx}"
+        )
+        return report
     if task_file.format.startswith("mib-"):
         task_file = usable_rows(task_file, model.tokenizer)  # MIB's filter: those rows dropped
         report["rows_usable"] = len(task_file.rows)

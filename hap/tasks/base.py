@@ -130,9 +130,10 @@ def _single_token_ids(
     ids: dict[str | int, int] = {}
     bad: list[str | int] = []
     size = len(tokenizer)
-    for s in sorted(set(strings), key=lambda x: (isinstance(x, int), str(x))):
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for s in dict.fromkeys(strings):  # in the caller's order: the first bad one is named
         if isinstance(s, int):
-            if 0 <= s < size:
+            if 0 <= s < size and s not in special:
                 ids[s] = s
             else:
                 bad.append(s)
@@ -145,9 +146,9 @@ def _single_token_ids(
     if bad:
         first = f" (first in {where(bad[0])})" if where else ""
         raise TaskError(
-            f"{len(bad)} answers are not single known tokens for this tokenizer, e.g. "
-            f"{bad[:10]}{first}; pick words that are single tokens (token ids below {size}) or "
-            "use another model's tokenizer"
+            f"{len(bad)} answer(s) or distractor(s) are not single known tokens of this "
+            f"tokenizer, e.g. {bad[:10]}{first}; pick words that are single tokens (or token ids "
+            f"below {size} that are not special tokens) or use another model's tokenizer"
         )
     return ids
 
@@ -158,6 +159,7 @@ def _encode(
     prepend_bos: bool | None,
     rows: Sequence[int] | None = None,
     source: str = "task",
+    unit: str = "row",
 ) -> list[list[int]]:
     if prepend_bos is None:
         prepend_bos = tokenizer.bos_token_id is not None
@@ -174,12 +176,13 @@ def _encode(
             for word in text.split():
                 word = word.strip(".,;:!?\"'()")
                 if word and unk in tokenizer(word, add_special_tokens=False)["input_ids"]:
-                    unknown.setdefault(word, rows[i] if rows is not None else i + 1)
+                    row = rows[i] if rows is not None else i + 1
+                    unknown[word] = min(row, unknown.get(word, row))
         if unknown:
-            first = next(iter(unknown.items()))
+            first = min(unknown.items(), key=lambda item: item[1])
             raise TaskError(
                 f"task/model vocabulary mismatch: words unknown to this tokenizer: "
-                f"{sorted(unknown)[:20]} (first '{first[0]}' in {source} row {first[1]}); use "
+                f"{sorted(unknown)[:20]} (first '{first[0]}' in {source} {unit} {first[1]}); use "
                 "words the model knows or build the task with the model's own tokenizer"
             )
     return encoded
@@ -203,6 +206,7 @@ def tokenize(
     prepend_bos: bool | None = None,
     rows: Sequence[int] | None = None,
     source: str = "task",
+    unit: str = "row",
 ) -> TaskData:
     """Tokenise examples for `tokenizer`. The BOS convention is explicit: `prepend_bos` True puts
     the tokenizer's BOS token first, False does not; None (the embedded model's and GPT-2's
@@ -210,28 +214,29 @@ def tokenize(
     tokenizer's own special tokens, so the convention is this argument alone. Prompts may differ
     in length from one another (right-padded; each is read at its own last token), but a clean
     prompt and its corrupted twin must have one length, since patching swaps activations
-    position by position. `rows` / `source` name a refused row (task files)."""
+    position by position. `rows` / `source` / `unit` name a refused row (task files: the
+    lowest-numbered one)."""
     rows = list(rows) if rows is not None else [i + 1 for i in range(len(examples))]
-    clean = _encode(tokenizer, [e.clean for e in examples], prepend_bos, rows, source)
-    corrupted = _encode(tokenizer, [e.corrupted for e in examples], prepend_bos, rows, source)
+    clean = _encode(tokenizer, [e.clean for e in examples], prepend_bos, rows, source, unit)
+    corrupted = _encode(tokenizer, [e.corrupted for e in examples], prepend_bos, rows, source, unit)
     mismatched = [i for i, (c, k) in enumerate(zip(clean, corrupted)) if len(c) != len(k)]
     if mismatched:
-        i = mismatched[0]
+        i = min(mismatched, key=lambda j: rows[j])
         raise TaskError(
             f"{source}: {len(mismatched)} of {len(examples)} pairs have clean and corrupted "
-            f"prompts of different token lengths, first row {rows[i]} ({len(clean[i])} vs "
+            f"prompts of different token lengths, first {unit} {rows[i]} ({len(clean[i])} vs "
             f"{len(corrupted[i])} tokens: {examples[i].clean!r} / {examples[i].corrupted!r}); "
             "patching swaps activations position by position, so make each pair's words single "
             "tokens of this tokenizer or drop those rows"
         )
-    first_row = {}
+    first_row: dict[str | int, int] = {}
     for e, row in zip(examples, rows):
-        for s in e.answers + e.distractors:
-            first_row.setdefault(s, row)
+        for answer in e.answers + e.distractors:
+            first_row[answer] = min(row, first_row.get(answer, row))
     ids = _single_token_ids(
         tokenizer,
-        list(first_row),
-        where=lambda s: f"{source} row {first_row[s]}",
+        sorted(first_row, key=lambda a: first_row[a]),
+        where=lambda a: f"{source} {unit} {first_row[a]}",
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     answers, answer_mask = _pad_ids([[ids[s] for s in e.answers] for e in examples])
@@ -319,4 +324,18 @@ def check_vocabulary(data: TaskData, d_vocab: int) -> None:
         raise TaskError(
             f"task/model vocabulary mismatch: token id {data.max_token_id} >= the model's "
             f"vocabulary size {d_vocab}; build the task with this model's tokenizer"
+        )
+
+
+def check_context(task: Task, n_ctx: int | None) -> None:
+    """Refuse (one line) prompts longer than the model's context window: the position
+    embedding has no row for them."""
+    if not n_ctx:
+        return
+    longest = max(int(d.clean.shape[1]) for d in (task.train, task.val, task.test) if len(d))
+    if longest > n_ctx:
+        where = task.source.get("task_file", task.name)
+        raise TaskError(
+            f"{where}: prompts of up to {longest} tokens, but the model reads at most {n_ctx}; "
+            "shorten the prompts or use a model with a longer context"
         )

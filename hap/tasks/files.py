@@ -75,6 +75,7 @@ class TaskFile:
     dropped: dict[str, list[int]] = field(default_factory=dict)
     counterfactual: str | None = None
     token_ids: bool = False  # answers given as token ids: the file holds for one tokenizer
+    unit: str = "line"  # what a row number counts: file lines (JSON lines, CSV) or records
 
     @property
     def name(self) -> str:
@@ -151,16 +152,17 @@ def _parquet_records(path: Path) -> list[dict]:
         ) from None
 
 
-def _text_records(path: Path, text: str) -> list[dict] | dict:
-    """JSON (one document), JSON lines, or CSV with a header, tried in that order by content."""
+def _text_records(path: Path, text: str) -> tuple[list[dict] | dict, list[int] | None]:
+    """JSON (one document), JSON lines, or CSV with a header, tried in that order by content;
+    with each record's line in the file for JSON lines and CSV (None for a JSON document)."""
     stripped = text.lstrip()
     if stripped.startswith(("[", "{")):
         try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
-            pass
+            return json.loads(text), None
+        except json.JSONDecodeError as error:
+            whole = error
         if stripped.startswith("{"):  # JSON lines
-            records = []
+            records, lines = [], []
             for number, line in enumerate(text.splitlines(), 1):
                 if not line.strip():
                     continue
@@ -170,8 +172,13 @@ def _text_records(path: Path, text: str) -> list[dict] | dict:
                     raise _fail(
                         path, f"line {number} is not JSON ({error.msg})", "fix that line"
                     ) from None
-            return records
-        raise _fail(path, "starts like JSON but does not parse", "fix the JSON")
+                lines.append(number)
+            return records, lines
+        raise _fail(
+            path,
+            f"is not valid JSON ({whole.msg} at line {whole.lineno}, column {whole.colno})",
+            "fix the JSON (a trailing comma?)",
+        )
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",\t;")
     except csv.Error:
@@ -183,14 +190,33 @@ def _text_records(path: Path, text: str) -> list[dict] | dict:
             "not JSON, JSON lines or a CSV with a header",
             f"write one of the formats {', '.join(FORMATS)} (README: Your own task)",
         )
-    return [dict(row) for row in reader]
+    reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    records, lines = [], []
+    for row in reader:
+        if None in row:  # more fields than the header: an unquoted delimiter
+            raise _fail(
+                path,
+                f"line {reader.line_num} has {len(reader.fieldnames) + len(row[None])} fields and "
+                f"the header {len(reader.fieldnames)}",
+                "quote fields that contain the delimiter",
+            )
+        records.append(dict(row))
+        lines.append(reader.line_num)
+    return records, lines
 
 
-def read_records(path: Path) -> tuple[list[tuple[dict, str | None]], Any]:
-    """The file's records (each with the split its folder names, for save_to_disk) and, for
-    auto-circuit's JSON, the document around them."""
+def read_records(path: Path) -> tuple[list[tuple[dict, str | None, int]], Any, str]:
+    """The file's records, each with the split its folder names (save_to_disk) and where it is
+    (its line in a JSON-lines or CSV file, else its record number: the third value says
+    which), and for auto-circuit's JSON the document around them."""
+
+    def numbered(records: list, splits=None) -> list[tuple[dict, str | None, int]]:
+        splits = splits or [None] * len(records)
+        return [(r, split, i) for i, (r, split) in enumerate(zip(records, splits), 1)]
+
     if path.is_dir():
-        return _arrow_records(path), None
+        arrow = _arrow_records(path)
+        return numbered([r for r, _ in arrow], [s for _, s in arrow]), None, "record"
     if not path.exists():
         raise TaskError(f"task file {path} does not exist; give a built-in task name or a file")
     size = path.stat().st_size
@@ -199,7 +225,7 @@ def read_records(path: Path) -> tuple[list[tuple[dict, str | None]], Any]:
     if size > MAX_FILE_BYTES:
         raise _fail(path, f"is {size:,} bytes", "a task file may hold at most 2 GB")
     if path.suffix == ".parquet":
-        return [(r, None) for r in _parquet_records(path)], None
+        return numbered(_parquet_records(path)), None, "record"
     raw = path.read_bytes()
     if b"\x00" in raw[:8192]:
         raise _fail(
@@ -209,14 +235,16 @@ def read_records(path: Path) -> tuple[list[tuple[dict, str | None]], Any]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise _fail(path, f"is not UTF-8 (byte {error.start})", "save it as UTF-8") from None
-    data = _text_records(path, text)
+    data, lines = _text_records(path, text)
+    if lines is not None:
+        return [(r, None, line) for r, line in zip(data, lines)], None, "line"
     if isinstance(data, dict):
         if isinstance(data.get("prompts"), list):
-            return [(r, None) for r in data["prompts"]], data
-        return [(data, None)], None  # JSON lines of one row
+            return numbered(data["prompts"]), data, "record"
+        return [(data, None, 1)], None, "line"  # JSON lines of one row
     if not isinstance(data, list):
         raise _fail(path, f"holds a JSON {type(data).__name__}", "give a list of rows")
-    return [(r, None) for r in data], None
+    return numbered(data), None, "record"
 
 
 # --- formats -------------------------------------------------------------------------------------
@@ -417,14 +445,14 @@ READERS: dict[str, Callable[[Mapping, str | None], Example]] = {
 }
 
 
-def _split(record: Mapping, folder: str | None, path: Path, line: int) -> str | None:
+def _split(record: Mapping, folder: str | None, path: Path, where: str) -> str | None:
     value = record.get("split", folder)
     if value in (None, ""):
         return None
     if not isinstance(value, str) or value.strip().lower() not in SPLIT_ALIASES:
         raise _fail(
             path,
-            f"row {line} has split={value!r}",
+            f"{where} has split={value!r}",
             f"a split is one of {', '.join(SPLITS)} (or leave the column out)",
         )
     return SPLIT_ALIASES[value.strip().lower()]
@@ -457,7 +485,7 @@ def _read_task_file(
     path = Path(path)
     if fmt is not None and fmt not in FORMATS:
         raise TaskError(f"--task-format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    records, document = read_records(path)
+    records, document, unit = read_records(path)
     if not records:
         raise _fail(path, "has no rows", "give a file with one prompt pair per row")
     if len(records) > MAX_ROWS:
@@ -472,11 +500,14 @@ def _read_task_file(
     detected = detect_format(first, document)
     fmt = fmt or detected
     if fmt is None:
+        missing = [c for c in ("clean", "corrupted", "answers", "distractors") if c not in first]
         raise _fail(
             path,
-            f"its columns {sorted(first)[:8]} match no known format",
-            f"use the columns of one of {', '.join(FORMATS)} (README: Your own task) or --task-format",
+            f"its columns {sorted(first)[:8]} match no known format (this project's needs clean, "
+            f"corrupted, answers, distractors: {', '.join(missing)} missing)",
+            f"rename the columns, or use one of {', '.join(FORMATS)} (README: Your own task)",
         )
+    looks = f"; its columns look like {detected}" if detected and detected != fmt else ""
     if counterfactual is not None and not fmt.startswith("mib-"):
         raise TaskError(f"--counterfactual applies to MIB's formats only; {path} is {fmt}")
     if counterfactual is not None and counterfactual not in first:
@@ -485,22 +516,25 @@ def _read_task_file(
     reader = READERS[fmt]
     rows: list[Row] = []
     dropped: dict[str, list[int]] = {}
-    for line, (record, folder) in enumerate(records, 1):
+    for record, folder, line in records:
+        where = f"{unit} {line}"
         if not isinstance(record, Mapping):
             raise _fail(
                 path,
-                f"row {line} is a {type(record).__name__}, not an object",
+                f"{where} is a {type(record).__name__}, not an object",
                 "one object per row",
             )
         try:
             example = reader(record, counterfactual)
+            if set(example.answers) & set(example.distractors):
+                raise Bad("an answer is also a distractor")
         except Skip as reason:
             dropped.setdefault(str(reason), []).append(line)
             continue
         except (Bad, KeyError) as error:
             what = f"no column {error}" if isinstance(error, KeyError) else str(error)
-            raise _fail(path, f"row {line} ({fmt}): {what}", "fix or remove that row") from None
-        rows.append(Row(example, line, _split(record, folder, path, line)))
+            raise _fail(path, f"{where} ({fmt}): {what}{looks}", "fix or remove that row") from None
+        rows.append(Row(example, line, _split(record, folder, path, where)))
     if not rows:
         raise _fail(
             path, f"no usable rows ({_reasons(dropped)})", "check the counterfactual column"
@@ -509,7 +543,7 @@ def _read_task_file(
     if labelled and len(labelled) != len(rows):
         line = next(r.line for r in rows if r.split is None)
         raise _fail(
-            path, f"row {line} has no split while others do", "give every row a split or none"
+            path, f"{unit} {line} has no split while others do", "give every row a split or none"
         )
     return TaskFile(
         path=path,
@@ -518,6 +552,7 @@ def _read_task_file(
         rows=rows,
         dropped=dropped,
         counterfactual=(counterfactual or DEFAULT_COUNTERFACTUAL.get(fmt)),
+        unit=unit,
         token_ids=any(
             isinstance(a, int) for r in rows for a in r.example.answers + r.example.distractors
         ),
@@ -549,9 +584,12 @@ def split_sizes(
     n_rows: int, n_train: int | None, n_val: int | None, n_test: int | None
 ) -> dict[str, int]:
     """The split sizes for a file of `n_rows` rows without a split column: each size given is
-    kept; each missing one is its FRACTIONS share of the rows."""
-    given = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
-    return {k: v if v is not None else int(FRACTIONS[k] * n_rows) for k, v in given.items()}
+    kept; a missing train or validation size is its FRACTIONS share of the rows (rounded down),
+    and a missing test size is every row left, so no row goes unused."""
+    train = n_train if n_train is not None else int(FRACTIONS["n_train"] * n_rows)
+    val = n_val if n_val is not None else int(FRACTIONS["n_val"] * n_rows)
+    test = n_test if n_test is not None else max(0, n_rows - train - val)
+    return {"n_train": train, "n_val": val, "n_test": test}
 
 
 def _pick(rows: list[Row], n: int | None, seed: int, what: str, path: Path) -> list[Row]:
@@ -661,6 +699,7 @@ def file_task(
         prepend_bos,
         rows=[r.line for r in everything],
         source=str(task_file.path),
+        unit=task_file.unit,
     )
     bounds = [0, len(parts[0]), len(parts[0]) + len(parts[1]), len(everything)]
     train, val, test = (data.subset(slice(a, b)) for a, b in zip(bounds, bounds[1:]))
