@@ -15,6 +15,7 @@
     hap frontier [--methods ep,hap,eap,eap-ig] [--task ioi] [--sparsity 0.94]
                  [--budgets 25,50,100,200,400] [--n-seeds 3] [--out F.json] [--plot F.png] [--json]
     hap models [--json]
+    hap report [RESULTS_DIR] [--out F.md] [--html F.html --plots DIR] [--readme README.md [--check]]
     hap task check PATH [--model NAME|PATH] [--task-format F] [--counterfactual COLUMN] [--json]
 
 `discover` runs one backend on the task's train split (its validation split for the stopping rule)
@@ -52,6 +53,7 @@ from hap.cli import (
     frontier,
     mib,
     models,
+    report,
     task,
 )
 from hap.errors import RunFailed, UserError
@@ -70,8 +72,9 @@ COMMANDS = {
     "draw": draw,
     "case-study": case_study,
     "task": task,
+    "report": report,
 }
-PRINTS_ITS_TABLE = ("frontier", "models", "mib", "task")
+PRINTS_ITS_TABLE = ("frontier", "models", "mib", "task", "report")
 
 
 def build_parser() -> common.Parser:
