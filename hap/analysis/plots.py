@@ -28,7 +28,8 @@ def _methods(table: pd.DataFrame) -> list[str]:
 
 
 def _subtitle(table: pd.DataFrame) -> str:
-    model, task = table["model"].iloc[0], ", ".join(sorted(table["task"].unique()))
+    names = sorted({Path(str(t).split("@")[0]).name for t in table["task"].unique()})
+    model, task = table["model"].iloc[0], ", ".join(names)  # a task file by its name, not its path
     seeds = table["seed"].nunique()
     return f"{task} on {model}; lines: mean over {seeds} seed(s), bands: min-max"
 
@@ -119,6 +120,8 @@ def plot_all(table: pd.DataFrame, out_dir: Path, runtime_sparsity: float = 0.94)
 
     hap = table[table["method"] == "hap"].groupby("target_sparsity")[["attribution_s", "pruning_s"]]
     stages = hap.mean()
+    if stages.empty:  # no HAP run in this sweep: no stage plot (rather than an empty one)
+        return paths[:3]
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     labels = [f"{s:.0%}" for s in stages.index]
