@@ -488,3 +488,23 @@ def test_evaluate_notes_a_circuit_found_on_other_data(tmp_path, capsys):
     assert "may include prompts the search trained on" in capsys.readouterr().err
     assert main(["evaluate", "--circuit", str(circuit), "--task", "ioi", "--device", "cpu"]) == 0
     assert "evaluating on ioi" in capsys.readouterr().err
+
+
+def test_review_findings_stay_fixed(tmp_path, monkeypatch, capsys, no_model):
+    """A folder named like a built-in task does not hijack it; a file with no test rows and
+    task-file flags without a task file are refused before the model loads."""
+    from hap.experiments.runs import Split, TaskSpec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ioi").mkdir()
+    assert TaskSpec("ioi").sizes(Split()) == {"n_train": 64, "n_val": 64, "n_test": 200}
+    assert TaskSpec("ioi").key() == "ioi"
+    rows = native_rows(10, split=True)
+    for row in rows:
+        row["split"] = "train" if row["split"] == "test" else row["split"]
+    path = write(tmp_path, "notest.jsonl", rows)
+    assert main(["discover", "--method", "eap", "--task", path]) == 2
+    assert "no test rows; add rows with split=test" in capsys.readouterr().err
+    argv = ["bench", "--methods", "eap", "--tasks", "ioi", "--counterfactual", "abc_counterfactual"]
+    assert main(argv) == 2
+    assert "apply to task files; --tasks names none" in capsys.readouterr().err

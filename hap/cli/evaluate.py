@@ -58,6 +58,8 @@ def _note_other_data(circuit, args: argparse.Namespace) -> None:
         return
     sizes = common.sizes(args)
     recorded = {k: found.get(k) for k in sizes}
+    if str(found.get("task_format") or "").startswith("mib-"):
+        recorded = sizes  # MIB's rows are filtered for the tokenizer after this count
     if found.get("seed") != args.seed or recorded != sizes:
         print(
             f"hap: note: {args.circuit.name} was searched on seed {found.get('seed')} with "

@@ -100,13 +100,17 @@ def bootstrap(
     examples with replacement (`seed` fixed, so a report is reproducible)."""
     n = figures.kl.numel()
     generator = torch.Generator().manual_seed(seed)
-    index = torch.randint(0, n, (resamples, n), generator=generator)
-    ld, full, empty = (
-        t[index].mean(1)
-        for t in (figures.logit_diff, figures.full_logit_diff, figures.empty_logit_diff)
-    )
-    faith = ((ld - empty) / (full - empty)).nan_to_num(nan=float("nan"))
-    kl = figures.kl[index].mean(1)
+    chunk = max(1, 10_000_000 // max(n, 1))  # resamples per draw: the index stays ~80 MB
+    faiths, kls = [], []
+    for start in range(0, resamples, chunk):
+        index = torch.randint(0, n, (min(chunk, resamples - start), n), generator=generator)
+        ld, full, empty = (
+            t[index].mean(1)
+            for t in (figures.logit_diff, figures.full_logit_diff, figures.empty_logit_diff)
+        )
+        faiths.append((ld - empty) / (full - empty))
+        kls.append(figures.kl[index].mean(1))
+    faith, kl = torch.cat(faiths), torch.cat(kls)
 
     def interval(values: Tensor) -> tuple[float, float]:
         low, high = torch.quantile(values, torch.tensor([0.025, 0.975], dtype=values.dtype))

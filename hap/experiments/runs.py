@@ -15,6 +15,7 @@ from hap.engine.live import count_live
 from hap.io.circuit import Circuit
 from hap.tasks import check_sizes, is_task_file, make_task, read_task_file, task_key
 from hap.tasks.base import Task, check_context
+from hap.tasks.files import DEFAULT_COUNTERFACTUAL
 from hap.timing import Measured, measure
 
 
@@ -53,7 +54,9 @@ class TaskSpec:
             return self.name
         record = read_task_file(self.name, self.format, self.counterfactual).record()
         label = f"{self.name}@{record['task_sha256'][:12]}"
-        return label + (f"#{self.counterfactual}" if self.counterfactual else "")
+        default = DEFAULT_COUNTERFACTUAL.get(record["task_format"])
+        cf = record["counterfactual"]
+        return label + (f"#{cf}" if cf and cf != default else "")
 
     def key(self) -> str:
         """The task's part of a resume key: a file's path, content hash, format, counterfactual."""

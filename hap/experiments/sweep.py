@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from hap.engine.graph import Graph
+from hap.errors import ConfigError
 from hap.experiments.registry import check_validation, resolve_settings
 from hap.experiments.results import (
     append_row,
@@ -72,6 +73,16 @@ class SweepConfig:
         probe = Graph(1, 1)
         for sparsity in self.sparsities:
             edges_for_sparsity(probe, sparsity)
+        given = [
+            f
+            for f, v in (
+                ("--task-format", self.task_format),
+                ("--counterfactual", self.counterfactual),
+            )
+            if v
+        ]
+        if given and not any(is_task_file(t) for t in self.tasks):
+            raise ConfigError(f"{' and '.join(given)} apply to task files; --tasks names none")
         for task in self.tasks:
             check_validation(configs, self.sizes(task)["n_val"])
         pick_device(self.device)
@@ -120,8 +131,8 @@ def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.D
                     key = run_key(method, data, name, seed, sparsity, configs[method], sizes)
                     if key not in done:
                         plan.setdefault(key, GridPoint(task, seed, sparsity, method, key))
-    if hasattr(executor, "prepare"):
-        executor.prepare(list(plan.values()), config)
+    if plan and any(is_task_file(t) for t in config.tasks):
+        LocalExecutor().prepare(list(plan.values()), config)  # a refused file: before any run
     shown = bar(total=len(plan), desc="sweep") if progress else None
     device = None
     for row in executor.run(list(plan.values()), config, configs, provenance()):

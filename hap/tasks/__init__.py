@@ -20,9 +20,9 @@ from hap.tasks.files import (
     TaskFile,
     choose_rows,
     file_task,
-    is_task_file,
     read_task_file,
 )
+from hap.tasks.files import is_task_file as _names_a_file
 from hap.tasks.gendered_pronoun import gendered_pronoun_example, gendered_pronoun_prompts
 from hap.tasks.greater_than import (
     greater_than_digit_example,
@@ -48,6 +48,12 @@ OWN_WORDS = {
     "capitals": (usable_countries, capital_example, capital_prompts),
 }
 BUILTIN_TASKS = (*GENERATORS, *OWN_WORDS)  # every name --task takes
+
+
+def is_task_file(name: str) -> bool:
+    """Whether `--task name` names a task file: never a built-in name (even where a folder of
+    that name exists), else an existing path or a name with a path separator or suffix."""
+    return name not in BUILTIN_TASKS and _names_a_file(name)
 SLOTS = {
     "ioi": ("female_names", "male_names", "places", "objects"),
     "greater-than": ("events",),
@@ -106,6 +112,9 @@ def check_sizes(
     if is_task_file(name):
         task_file = read_task_file(name, task_format, counterfactual)
         parts = choose_rows(task_file, n_train, n_val, n_test, 0)
+        if not parts[2]:
+            fix = "add rows with split=test" if task_file.has_splits else "give more rows or --n-test"
+            raise TaskError(f"task file {name}: no test rows; {fix}")
         return dict(zip(("n_train", "n_val", "n_test"), map(len, parts)))
     if name not in BUILTIN_TASKS:
         raise TaskError(
