@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from hap.engine import metrics
+from hap.engine.ablation import Ablation, check_ablation, fixed_references
 from hap.engine.graph import Graph
-from hap.engine.patching import Ablation, EdgeMaskedForward, check_ablation, fixed_references
+from hap.engine.patching import EdgeMaskedForward
 from hap.io.circuit import Circuit
 from hap.tasks.base import Task
 

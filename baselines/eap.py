@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from hap.engine.ablation import Ablation, check_ablation
 from hap.engine.graph import Graph
-from hap.engine.patching import Ablation, check_ablation
 from hap.errors import ConfigError
 from hap.io.circuit import Circuit
 from hap.search.attribution import IG_POINTS, attribution_scores

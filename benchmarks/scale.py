@@ -66,8 +66,9 @@ TIME_ENV = {
 def _calls(path: Path, batch: int, device: str | None, precision: str) -> tuple[dict, dict]:
     """The set-up every worker makes, and the calls it can time: name -> zero-argument function."""
     from hap.engine import metrics
+    from hap.engine.ablation import fixed_references
     from hap.engine.graph import Graph
-    from hap.engine.patching import EdgeMaskedForward, fixed_references
+    from hap.engine.patching import EdgeMaskedForward
     from hap.search.attribution import attribution_scores
     from hap.search.hybrid import candidate_edges
     from hap.search.masks import sample_mask

@@ -6,8 +6,9 @@
 import pytest
 import torch
 
+from hap.engine.ablation import run_activations
 from hap.engine.graph import Graph
-from hap.engine.patching import EdgeMaskedForward, run_activations
+from hap.engine.patching import EdgeMaskedForward
 from hap.models import load_model
 from hap.search.attribution import attribution_scores
 from hap.search.masks import SearchConfig, learn_masks

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hap.engine.ablation import Baseline, receiver_hooks, sender_hook, sender_major
 from hap.engine.graph import Graph
-from hap.engine.patching import Baseline, receiver_hooks, sender_hook, sender_major
 
 
 def reference_logits(model, graph: Graph, tokens: Tensor, mask: Tensor, baseline: Baseline):

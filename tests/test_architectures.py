@@ -9,8 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from hap.engine.ablation import run_activations
 from hap.engine.graph import Graph, UnsupportedArchitecture, _check_decomposition, edge_count
-from hap.engine.patching import EdgeMaskedForward, run_activations
+from hap.engine.patching import EdgeMaskedForward
 from hap.models import load_model
 from hap.models.shapes import LLAMA_SHAPES, build_checkpoint
 from hap.tasks import make_task

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hap.engine.patching import compute_baseline
+from hap.engine.ablation import compute_baseline
 from hap.search.attribution import _batch_scores, attribution_scores, ig_alphas, metric_fn
 
 

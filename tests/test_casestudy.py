@@ -14,8 +14,8 @@ from hap.analysis.exact import average_precision, compute_effects, edge_effects,
 from hap.analysis.roles import find_roles, heads_in_circuit, ioi_positions, pattern_scores
 from hap.cli import main
 from hap.engine import metrics
+from hap.engine.ablation import run_activations
 from hap.engine.graph import Graph
-from hap.engine.patching import run_activations
 from hap.io.circuit import Circuit
 from hap.io.formats import write_circuit
 from hap.models import load_model

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from hap.engine import metrics
+from hap.engine.ablation import fixed_references, run_activations
 from hap.engine.graph import Graph
-from hap.engine.patching import EdgeMaskedForward, fixed_references, run_activations
+from hap.engine.patching import EdgeMaskedForward
 from hap.models import load_model, precision_dtype
 from hap.models.shapes import build_checkpoint
 from hap.search.attribution import attribution_scores

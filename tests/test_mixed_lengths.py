@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from hap.engine import metrics
+from hap.engine.ablation import compute_baseline
 from hap.engine.evaluate import evaluate_circuit, per_prompt
-from hap.engine.patching import EdgeMaskedForward, compute_baseline
+from hap.engine.patching import EdgeMaskedForward
 from hap.search.attribution import attribution_scores
 from hap.tasks import make_task
 from hap.tasks.base import tokenize

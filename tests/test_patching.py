@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from hap.engine.ablation import Ablation, compute_baseline, run_activations
 from hap.engine.graph import Graph
-from hap.engine.patching import Ablation, EdgeMaskedForward, compute_baseline, run_activations
+from hap.engine.patching import EdgeMaskedForward
 from hap.models import load_model
 
 

@@ -59,7 +59,8 @@ def test_cli_names_every_model_and_refuses_a_missing_one(tmp_path):
 def test_smollm2_through_the_bridge():
     """Converted once into the user cache; 123,211 edges (GQA ungrouped per query head); IOI
     solved; the masked forward with every edge kept is the clean run."""
-    from hap.engine.patching import EdgeMaskedForward, run_activations
+    from hap.engine.ablation import run_activations
+    from hap.engine.patching import EdgeMaskedForward
     from hap.models import load_model
     from hap.tasks import make_task
 

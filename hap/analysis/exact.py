@@ -29,14 +29,9 @@ import torch
 from torch import Tensor
 
 from hap.engine import metrics
+from hap.engine.ablation import Ablation, compute_baseline, fixed_references, run_activations
 from hap.engine.graph import Graph
-from hap.engine.patching import (
-    Ablation,
-    EdgeMaskedForward,
-    compute_baseline,
-    fixed_references,
-    run_activations,
-)
+from hap.engine.patching import EdgeMaskedForward
 from hap.io.atomic import atomic_write
 from hap.progress import bar
 from hap.tasks.base import TaskData
@@ -95,7 +90,7 @@ def compute_effects(
     prompts are repeated once per edge and each copy's receiver input loses its own edge's delta
     (one clean forward, no masks). `exact_reference` is the one-masked-forward-per-edge
     definition it is tested against."""
-    from hap.engine.patching import receiver_hooks
+    from hap.engine.ablation import receiver_hooks
 
     device = next(model.parameters()).device
     data = data.to(device)

@@ -34,8 +34,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from hap.engine.ablation import compute_baseline
 from hap.engine.graph import Graph
-from hap.engine.patching import EdgeMaskedForward, compute_baseline
+from hap.engine.patching import EdgeMaskedForward
 from hap.tasks.base import TaskData
 
 THRESHOLDS = {

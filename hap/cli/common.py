@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from hap.cli import options
-from hap.engine.patching import Ablation, check_ablation
+from hap.engine.ablation import Ablation, check_ablation
 from hap.errors import ConfigError
 from hap.experiments.runs import Split, TaskSpec, build_task
 from hap.search.config import parse_settings
@@ -108,9 +108,7 @@ def seeds(parser: argparse.ArgumentParser, default: int | None) -> None:
         default=None,
         help=f"run seeds 0..N-1 (default {shown})",
     )
-    parser.add_argument(
-        "--seeds", type=options.positive_int, default=None, help=argparse.SUPPRESS
-    )
+    parser.add_argument("--seeds", type=options.positive_int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(default_seeds=default)
 
 
@@ -202,5 +200,7 @@ def save_circuit(circuit, graph, path, fmt: str):
             write_circuit(circuit, graph, folder / name, "native")
         except OSError:
             continue
-        raise UserError(f"could not write {path} ({reason}); the circuit is kept in {folder / name}")
+        raise UserError(
+            f"could not write {path} ({reason}); the circuit is kept in {folder / name}"
+        )
     raise UserError(f"could not write {path} ({reason}), nor a copy in the working or temp folder")

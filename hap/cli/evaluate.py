@@ -70,9 +70,9 @@ def _note_other_data(circuit, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from hap.engine.ablation import check_ablation
     from hap.engine.evaluate import per_prompt, summarize
     from hap.engine.live import count_live
-    from hap.engine.patching import check_ablation
     from hap.io.formats import check_same_shape, detect_format, read_circuit
 
     fmt = detect_format(args.circuit)

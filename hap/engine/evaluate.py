@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 
 from hap.engine import metrics
+from hap.engine.ablation import Ablation, fixed_references
 from hap.engine.graph import Graph
-from hap.engine.patching import Ablation, EdgeMaskedForward, fixed_references
+from hap.engine.patching import EdgeMaskedForward
 from hap.tasks.base import TaskData, check_vocabulary
 
 

@@ -45,8 +45,8 @@ def _full_model(model, task_file: TaskFile) -> dict:
     """The full model's accuracy and logit difference (answers vs distractors) on every usable
     row's clean prompt and on its corrupted prompt."""
     from hap.engine import metrics
+    from hap.engine.ablation import run_activations
     from hap.engine.graph import Graph
-    from hap.engine.patching import run_activations
 
     data = tokenize(
         [r.example for r in task_file.rows],

@@ -10,7 +10,7 @@ EAP takes d metric / d x_v on the clean run; EAP-IG averages it over `ig_steps` 
 from the baseline to the clean input embeddings (the "inputs" variant of EAP-IG). Either way the
 whole [n_senders, n_receivers] matrix comes from one einsum per receiver group and batch.
 
-Ablations: y~ is whatever removed edges carry (`hap.engine.patching.Ablation`): the corrupted run's
+Ablations: y~ is whatever removed edges carry (`hap.engine.ablation.Ablation`): the corrupted run's
 outputs, their mean over a reference split, or zero. The IG path starts at the baseline's input
 embedding (the corrupted prompt's, the mean embedding, or zero).
 
@@ -30,17 +30,17 @@ import torch
 from torch import Tensor
 
 from hap.engine import metrics
-from hap.engine.graph import Graph
-from hap.engine.patching import (
+from hap.engine.ablation import (
     Ablation,
     Baseline,
-    carried_groups,
     compute_baseline,
     receiver_hooks,
     run_activations,
     sender_hook,
     sender_major,
 )
+from hap.engine.graph import Graph
+from hap.engine.patching import carried_groups
 from hap.errors import RunFailed
 from hap.tasks.base import TaskData
 

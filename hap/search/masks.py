@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 
 from hap.engine import metrics
+from hap.engine.ablation import Ablation, check_ablation, fixed_references
 from hap.engine.graph import Graph
-from hap.engine.patching import Ablation, EdgeMaskedForward, check_ablation, fixed_references
+from hap.engine.patching import EdgeMaskedForward
 from hap.errors import ConfigError, RunFailed, UserError
 from hap.progress import bar
 from hap.search.selection import Selection, check_selection, edges_for_sparsity, select
