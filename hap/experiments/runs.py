@@ -15,7 +15,7 @@ from hap.engine.live import count_live
 from hap.io.circuit import Circuit
 from hap.tasks import check_sizes, is_task_file, make_task, read_task_file, task_key
 from hap.tasks.base import Task, check_context
-from hap.tasks.files import DEFAULT_COUNTERFACTUAL
+from hap.tasks.schemas import DEFAULT_COUNTERFACTUAL
 from hap.timing import Measured, measure
 
 

@@ -16,7 +16,6 @@ from hap.tasks.base import (
 )
 from hap.tasks.capitals import capital_example, capital_prompts, usable_countries
 from hap.tasks.files import (
-    FORMATS,
     TaskFile,
     choose_rows,
     file_task,
@@ -30,6 +29,7 @@ from hap.tasks.greater_than import (
     greater_than_prompts,
 )
 from hap.tasks.ioi import ioi_example, ioi_prompts
+from hap.tasks.schemas import FORMATS
 from hap.tasks.vocab import ALL_WORDS, Words, too_few, words_for
 
 GENERATORS = {

@@ -2,7 +2,8 @@
 the same `Example` list the built-in generators write, so the rest of the pipeline never knows
 where a task came from.
 
-Formats (detected by content; `fmt` overrides):
+Formats (hap.tasks.schemas; detected by content, `fmt` overrides) and containers
+(hap.tasks.records):
 - native: JSONL, JSON (a list of objects) or CSV with `clean`, `corrupted`, `answers` and
   `distractors` (a list or one string; in CSV one string each, `answer` / `distractor` accepted),
   optional `split` (train / validation / test);
@@ -20,38 +21,20 @@ A file is read without a tokenizer (so it is checked before any model loads); to
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
-import re
-from collections.abc import Callable, Mapping
+import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hap.tasks.base import Example, TaskError
+from hap.tasks.records import content_hash, file_error, read_records
+from hap.tasks.schemas import DEFAULT_COUNTERFACTUAL, FORMATS, READERS, Bad, Skip, detect_format
 from hap.tasks.vocab import single_token
 
-FORMATS = (
-    "native",
-    "eap-ig",
-    "auto-circuit",
-    "edge-pruning",
-    "mib-ioi",
-    "mib-mcqa",
-    "mib-arithmetic",
-)
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
-DEFAULT_COUNTERFACTUAL = {
-    "mib-ioi": "s2_io_flip_counterfactual",
-    "mib-mcqa": "symbol_counterfactual",
-    "mib-arithmetic": "random_counterfactual",
-}
-MAX_FILE_BYTES = 2_000_000_000  # a task file above 2 GB is refused before it is read
 MAX_ROWS = 1_000_000
-PREDICT = re.compile(r"<predict>(.*?)</predict>\s*$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -95,362 +78,12 @@ class TaskFile:
         }
 
 
-def _fail(path: Path, what: str, fix: str) -> TaskError:
-    return TaskError(f"task file {path}: {what}; {fix}")
-
-
-# --- raw records ---------------------------------------------------------------------------------
-
-
-def _hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def _arrow_records(path: Path) -> list[tuple[dict, str | None]]:
-    """A `datasets` `save_to_disk` folder: Arrow stream files, in split subfolders for a
-    DatasetDict (the subfolder's name becomes the split)."""
-    try:
-        import pyarrow as pa
-    except ImportError as error:  # pragma: no cover - pandas' own dependency here
-        raise _fail(
-            path, "reading a save_to_disk folder needs pyarrow", "pip install pyarrow"
-        ) from error
-    files = sorted(path.rglob("*.arrow"))
-    if not files:
-        raise _fail(path, "a folder without .arrow files", "give a datasets save_to_disk folder")
-    records: list[tuple[dict, str | None]] = []
-    for file in files:
-        split = file.parent.name if file.parent != path else None
-        try:
-            with pa.memory_map(str(file)) as source:
-                table = pa.ipc.open_stream(source).read_all()
-        except (pa.ArrowInvalid, OSError) as error:
-            raise _fail(
-                file, f"not an Arrow stream ({error})", "re-save it with save_to_disk"
-            ) from None
-        records += [(row, split) for row in table.to_pylist()]
-    return records
-
-
-def _parquet_records(path: Path) -> list[dict]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as error:  # pragma: no cover
-        raise _fail(path, "reading parquet needs pyarrow", "pip install pyarrow") from error
-    try:
-        return pq.read_table(path).to_pylist()
-    except Exception as error:  # pyarrow raises several types for a broken file
-        raise _fail(
-            path, f"not a readable parquet file ({type(error).__name__})", "check the file"
-        ) from None
-
-
-def _text_records(path: Path, text: str) -> tuple[list[dict] | dict, list[int] | None]:
-    """JSON (one document), JSON lines, or CSV with a header, tried in that order by content;
-    with each record's line in the file for JSON lines and CSV (None for a JSON document)."""
-    stripped = text.lstrip()
-    if stripped.startswith(("[", "{")):
-        try:
-            return json.loads(text), None
-        except json.JSONDecodeError as error:
-            whole = error
-        if stripped.startswith("{"):  # JSON lines
-            records, lines = [], []
-            for number, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise _fail(
-                        path, f"line {number} is not JSON ({error.msg})", "fix that line"
-                    ) from None
-                lines.append(number)
-            return records, lines
-        raise _fail(
-            path,
-            f"is not valid JSON ({whole.msg} at line {whole.lineno}, column {whole.colno})",
-            "fix the JSON (a trailing comma?)",
-        )
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",\t;")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    if not reader.fieldnames or len(reader.fieldnames) < 2:
-        raise _fail(
-            path,
-            "not JSON, JSON lines or a CSV with a header",
-            f"write one of the formats {', '.join(FORMATS)} (README: Your own task)",
-        )
-    reader.fieldnames = [name.strip() for name in reader.fieldnames]
-    records, lines = [], []
-    for row in reader:
-        if None in row:  # more fields than the header: an unquoted delimiter
-            raise _fail(
-                path,
-                f"line {reader.line_num} has {len(reader.fieldnames) + len(row[None])} fields and "
-                f"the header {len(reader.fieldnames)}",
-                "quote fields that contain the delimiter",
-            )
-        records.append(dict(row))
-        lines.append(reader.line_num)
-    return records, lines
-
-
-def read_records(path: Path) -> tuple[list[tuple[dict, str | None, int]], Any, str]:
-    """The file's records, each with the split its folder names (save_to_disk) and where it is
-    (its line in a JSON-lines or CSV file, else its record number: the third value says
-    which), and for auto-circuit's JSON the document around them."""
-
-    def numbered(records: list, splits=None) -> list[tuple[dict, str | None, int]]:
-        splits = splits or [None] * len(records)
-        return [(r, split, i) for i, (r, split) in enumerate(zip(records, splits), 1)]
-
-    if path.is_dir():
-        arrow = _arrow_records(path)
-        return numbered([r for r, _ in arrow], [s for _, s in arrow]), None, "record"
-    if not path.exists():
-        raise TaskError(f"task file {path} does not exist; give a built-in task name or a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise _fail(path, "is empty", "give a file with one prompt pair per row")
-    if size > MAX_FILE_BYTES:
-        raise _fail(path, f"is {size:,} bytes", "a task file may hold at most 2 GB")
-    if path.suffix == ".parquet":
-        return numbered(_parquet_records(path)), None, "record"
-    raw = path.read_bytes()
-    if b"\x00" in raw[:8192]:
-        raise _fail(
-            path, "is binary", "give JSON, JSON lines, CSV, parquet or a save_to_disk folder"
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise _fail(path, f"is not UTF-8 (byte {error.start})", "save it as UTF-8") from None
-    data, lines = _text_records(path, text)
-    if lines is not None:
-        return [(r, None, line) for r, line in zip(data, lines)], None, "line"
-    if isinstance(data, dict):
-        if isinstance(data.get("prompts"), list):
-            return numbered(data["prompts"]), data, "record"
-        return [(data, None, 1)], None, "line"  # JSON lines of one row
-    if not isinstance(data, list):
-        raise _fail(path, f"holds a JSON {type(data).__name__}", "give a list of rows")
-    return numbered(data), None, "record"
-
-
-# --- formats -------------------------------------------------------------------------------------
-
-
-def detect_format(record: Mapping, document: Any = None) -> str | None:
-    """The format a record's keys say it is in, or None."""
-    keys = set(record)
-    if document is not None and {"clean", "corrupt"} <= keys:
-        return "auto-circuit"
-    if {"clean", "corrupted"} <= keys:
-        if keys & {"answers", "answer"}:
-            return "native"
-        if keys & {"correct_idx", "label"}:
-            return "eap-ig"
-        if "<predict>" in str(record.get("clean", "")):
-            return "edge-pruning"
-        return None
-    if "prompt" in keys:
-        metadata = record.get("metadata")
-        if isinstance(metadata, Mapping) and "indirect_object" in metadata:
-            return "mib-ioi"
-        if {"choices", "answerKey"} <= keys:
-            return "mib-mcqa"
-        if "label" in keys and any(k.endswith("_counterfactual") for k in keys):
-            return "mib-arithmetic"
-    return None
-
-
-class Skip(Exception):
-    """A row a reader drops, with the reason (MIB's filters); counted and reported."""
-
-
-class Bad(Exception):
-    """A row that is wrong: the file is refused, naming the row."""
-
-
-def _strings(value: Any, column: str, ids: bool = False) -> tuple[str | int, ...]:
-    """One string, or a list of them (or token ids where `ids`), as a non-empty tuple."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("[") and text.endswith("]"):  # a list written into a CSV cell
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                value = [value]
-        else:
-            value = [value]
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise Bad(f"{column} must be a string or a non-empty list")
-    out: list[str | int] = []
-    for item in value:
-        if isinstance(item, str) and item != "":
-            out.append(item)
-        elif (
-            ids
-            and isinstance(item, int | float)
-            and not isinstance(item, bool)
-            and float(item).is_integer()
-        ):
-            out.append(int(item))
-        else:
-            raise Bad(f"{column} holds {item!r}, not a non-empty string")
-    return tuple(out)
-
-
-def _text(record: Mapping, column: str) -> str:
-    value = record.get(column)
-    if not isinstance(value, str) or not value.strip():
-        raise Bad(f"{column} is missing or empty")
-    return value
-
-
-def _token_id(value: Any, column: str) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise Bad(f"{column}={value!r} is not a token id") from None
-    if not number.is_integer() or number < 0:
-        raise Bad(f"{column}={value!r} is not a token id")
-    return int(number)
-
-
-def _native(record: Mapping, _cf: str | None) -> Example:
-    answers = record.get("answers", record.get("answer"))
-    distractors = record.get("distractors", record.get("distractor"))
-    if distractors is None or distractors == "":
-        raise Bad("no distractors: the logit difference needs one (column distractors)")
-    return Example(
-        _text(record, "clean"),
-        _text(record, "corrupted"),
-        _strings(answers, "answers"),
-        _strings(distractors, "distractors"),
-    )
-
-
-def _eap_ig(record: Mapping, _cf: str | None) -> Example:
-    clean, corrupted = _text(record, "clean"), _text(record, "corrupted")
-    if record.get("correct_idx") not in (None, ""):
-        if record.get("incorrect_idx") in (None, ""):
-            raise Bad("correct_idx without incorrect_idx: the logit difference needs both")
-        return Example(
-            clean,
-            corrupted,
-            (_token_id(record["correct_idx"], "correct_idx"),),
-            (_token_id(record["incorrect_idx"], "incorrect_idx"),),
-        )
-    distractor = record.get("distractor", record.get("incorrect_label"))
-    if distractor in (None, ""):
-        raise Bad("label without distractor: the logit difference needs both")
-    return Example(
-        clean, corrupted, _strings(record["label"], "label"), _strings(distractor, "distractor")
-    )
-
-
-def _auto_circuit(record: Mapping, _cf: str | None) -> Example:
-    return Example(
-        _text(record, "clean"),
-        _text(record, "corrupt"),
-        _strings(record.get("answers"), "answers", ids=True),
-        _strings(record.get("wrong_answers"), "wrong_answers", ids=True),
-    )
-
-
-def _edge_pruning(record: Mapping, _cf: str | None) -> Example:
-    parts = []
-    for column in ("clean", "corrupted"):
-        text = _text(record, column)
-        match = PREDICT.search(text)
-        if not match or text.count("<predict>") != 1:
-            raise Bad(f"{column} needs exactly one <predict>...</predict> span, at its end")
-        parts.append((text[: match.start()], match.group(1)))
-    (clean, answer), (corrupted, distractor) = parts
-    if not answer or not distractor:
-        raise Bad("an empty <predict></predict> span")
-    return Example(clean, corrupted, (answer,), (distractor,))
-
-
-def _counterfactual(record: Mapping, cf: str) -> Mapping:
-    value = record.get(cf)
-    if value is None:
-        raise Skip(f"no {cf}")
-    if not isinstance(value, Mapping) or not isinstance(value.get("prompt"), str):
-        raise Bad(f"{cf} is not a struct with a prompt")
-    return value
-
-
-def _choice(row: Mapping, where: str) -> str:
-    choices, key = row.get("choices"), row.get("answerKey")
-    labels = choices.get("label") if isinstance(choices, Mapping) else None
-    if not isinstance(labels, list) or not isinstance(key, int) or not 0 <= key < len(labels):
-        raise Bad(f"{where}choices.label[answerKey] does not exist")
-    return str(labels[key])
-
-
-def _mib_ioi(record: Mapping, cf: str | None) -> Example:
-    counterfactual = _counterfactual(record, cf or DEFAULT_COUNTERFACTUAL["mib-ioi"])
-    metadata = record["metadata"]
-    io_, subject = metadata.get("indirect_object"), metadata.get("subject")
-    if not isinstance(io_, str) or not isinstance(subject, str):
-        raise Bad("metadata.indirect_object / metadata.subject are not strings")
-    return Example(
-        _text(record, "prompt"), counterfactual["prompt"], (" " + io_,), (" " + subject,)
-    )
-
-
-def _mib_mcqa(record: Mapping, cf: str | None) -> Example:
-    name = cf or DEFAULT_COUNTERFACTUAL["mib-mcqa"]
-    counterfactual = _counterfactual(record, name)
-    answer = _choice(record, "")
-    distractor = _choice(counterfactual, f"{name}.")
-    if answer == distractor:
-        raise Skip("the counterfactual's answer equals the clean answer")
-    return Example(_text(record, "prompt"), counterfactual["prompt"], (answer,), (distractor,))
-
-
-def _mib_arithmetic(record: Mapping, cf: str | None) -> Example:
-    name = cf or DEFAULT_COUNTERFACTUAL["mib-arithmetic"]
-    counterfactual = _counterfactual(record, name)
-    label, other = record.get("label"), counterfactual.get("label")
-    if label is None or other is None:
-        raise Skip("no label")
-    if str(label) == str(other):
-        raise Skip("the counterfactual's label equals the clean label")
-    return Example(_text(record, "prompt"), counterfactual["prompt"], (str(label),), (str(other),))
-
-
-READERS: dict[str, Callable[[Mapping, str | None], Example]] = {
-    "native": _native,
-    "eap-ig": _eap_ig,
-    "auto-circuit": _auto_circuit,
-    "edge-pruning": _edge_pruning,
-    "mib-ioi": _mib_ioi,
-    "mib-mcqa": _mib_mcqa,
-    "mib-arithmetic": _mib_arithmetic,
-}
-
-
 def _split(record: Mapping, folder: str | None, path: Path, where: str) -> str | None:
     value = record.get("split", folder)
     if value in (None, ""):
         return None
     if not isinstance(value, str) or value.strip().lower() not in SPLIT_ALIASES:
-        raise _fail(
+        raise file_error(
             path,
             f"{where} has split={value!r}",
             f"a split is one of {', '.join(SPLITS)} (or leave the column out)",
@@ -487,21 +120,21 @@ def _read_task_file(
         raise TaskError(f"--task-format {fmt!r}: choose one of {', '.join(FORMATS)}")
     records, document, unit = read_records(path)
     if not records:
-        raise _fail(path, "has no rows", "give a file with one prompt pair per row")
+        raise file_error(path, "has no rows", "give a file with one prompt pair per row")
     if len(records) > MAX_ROWS:
-        raise _fail(
+        raise file_error(
             path, f"has {len(records):,} rows", f"a task file may hold at most {MAX_ROWS:,}"
         )
     first = records[0][0]
     if not isinstance(first, Mapping):
-        raise _fail(
+        raise file_error(
             path, f"row 1 is a {type(first).__name__}, not an object", "give one object per row"
         )
     detected = detect_format(first, document)
     fmt = fmt or detected
     if fmt is None:
         missing = [c for c in ("clean", "corrupted", "answers", "distractors") if c not in first]
-        raise _fail(
+        raise file_error(
             path,
             f"its columns {sorted(first)[:8]} match no known format (this project's needs clean, "
             f"corrupted, answers, distractors: {', '.join(missing)} missing)",
@@ -512,14 +145,14 @@ def _read_task_file(
         raise TaskError(f"--counterfactual applies to MIB's formats only; {path} is {fmt}")
     if counterfactual is not None and counterfactual not in first:
         names = sorted(k for k in first if k.endswith("_counterfactual"))
-        raise _fail(path, f"has no column {counterfactual!r}", f"choose one of {names}")
+        raise file_error(path, f"has no column {counterfactual!r}", f"choose one of {names}")
     reader = READERS[fmt]
     rows: list[Row] = []
     dropped: dict[str, list[int]] = {}
     for record, folder, line in records:
         where = f"{unit} {line}"
         if not isinstance(record, Mapping):
-            raise _fail(
+            raise file_error(
                 path,
                 f"{where} is a {type(record).__name__}, not an object",
                 "one object per row",
@@ -533,22 +166,24 @@ def _read_task_file(
             continue
         except (Bad, KeyError) as error:
             what = f"no column {error}" if isinstance(error, KeyError) else str(error)
-            raise _fail(path, f"{where} ({fmt}): {what}{looks}", "fix or remove that row") from None
+            raise file_error(
+                path, f"{where} ({fmt}): {what}{looks}", "fix or remove that row"
+            ) from None
         rows.append(Row(example, line, _split(record, folder, path, where)))
     if not rows:
-        raise _fail(
+        raise file_error(
             path, f"no usable rows ({_reasons(dropped)})", "check the counterfactual column"
         )
     labelled = [r for r in rows if r.split is not None]
     if labelled and len(labelled) != len(rows):
         line = next(r.line for r in rows if r.split is None)
-        raise _fail(
+        raise file_error(
             path, f"{unit} {line} has no split while others do", "give every row a split or none"
         )
     return TaskFile(
         path=path,
         format=fmt,
-        sha256=_hash(path),
+        sha256=content_hash(path),
         rows=rows,
         dropped=dropped,
         counterfactual=(counterfactual or DEFAULT_COUNTERFACTUAL.get(fmt)),
@@ -596,12 +231,11 @@ def _pick(rows: list[Row], n: int | None, seed: int, what: str, path: Path) -> l
     if n is None:
         return rows
     if n > len(rows):
-        raise _fail(
+        raise file_error(
             path,
             f"has {len(rows)} {what} rows and {n} were asked for",
             f"lower the size to {len(rows)}",
         )
-    import random
 
     return random.Random(seed).sample(rows, n)
 
@@ -612,7 +246,6 @@ def choose_rows(
     """Train / validation / test rows: the file's own split column where it has one (a size
     given takes that many of the split, drawn by `seed`), else a deterministic draw by `seed`
     into the sizes (`split_sizes`), refused in one line when the file has too few rows."""
-    import random
 
     rows, path = task_file.rows, task_file.path
     if task_file.has_splits:
@@ -625,7 +258,7 @@ def choose_rows(
     total = sum(sizes.values())
     if total > len(rows):
         asked = ", ".join(f"{k}={v}" for k, v in sizes.items())
-        raise _fail(
+        raise file_error(
             path,
             f"has {len(rows)} usable rows and {asked} asks for {total}",
             "lower --n-train / --n-val / --n-test",
@@ -667,7 +300,7 @@ def usable_rows(task_file: TaskFile, tokenizer) -> TaskFile:
         else:
             dropped.setdefault(f"{problem} (for this tokenizer)", []).append(row.line)
     if not kept:
-        raise _fail(
+        raise file_error(
             task_file.path,
             f"no row is usable for this tokenizer ({_reasons(dropped)})",
             "use another model",
@@ -691,7 +324,9 @@ def file_task(
     task_file = usable_rows(task_file, tokenizer)
     parts = choose_rows(task_file, n_train, n_val, n_test, seed)
     if not parts[2]:
-        raise _fail(task_file.path, "leaves no test rows", "give --n-test or rows with split=test")
+        raise file_error(
+            task_file.path, "leaves no test rows", "give --n-test or rows with split=test"
+        )
     everything = [r for part in parts for r in part]
     data = tokenize(
         [r.example for r in everything],
