@@ -15,18 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from hap.experiments.results import read_results
-from hap.experiments.summary import swept_areas
-
-SWEEP_COLUMNS = [
-    "live_edges",
-    "sparsity",
-    "steps",
-    "kl",
-    "logit_diff",
-    "accuracy",
-    "faithfulness",
-    "wall_s",
-]
+from hap.experiments.summary import SUMMARY_COLUMNS, swept_areas
 
 
 def _ok(path: Path) -> pd.DataFrame:
@@ -38,7 +27,7 @@ def sweep_table(path: Path) -> str:
     """Means over seeds per method and target, the swept areas and the full model's logit
     difference, from a sweep's results file."""
     table = _ok(path)
-    means = table.groupby(["method", "target_sparsity"])[SWEEP_COLUMNS].mean().reset_index()
+    means = table.groupby(["method", "target_sparsity"])[SUMMARY_COLUMNS].mean().reset_index()
     lines = [
         "| method | target | live edges | sparsity | steps | KL | logit diff | acc | faithfulness | wall s |",
         "|---|---|---|---|---|---|---|---|---|---|",

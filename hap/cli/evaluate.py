@@ -44,7 +44,7 @@ def _note_other_data(circuit, args: argparse.Namespace) -> None:
         return
     from hap.tasks import is_task_file, read_task_file
 
-    name = args.path if hasattr(args, "path") else args.task
+    name = args.task
     sha = None
     if is_task_file(name):
         sha = read_task_file(name, args.task_format, args.counterfactual).sha256

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -71,27 +71,28 @@ def per_prompt(
     empty = EdgeMaskedForward(model, graph, torch.zeros(0, dtype=torch.long))
     ones = torch.ones(forward.n_active, device=device)
     reference = (reference or data).to(device)
-    parts: list[list[Tensor]] = [[] for _ in range(11)]
+    parts: dict[str, list[Tensor]] = {f.name: [] for f in fields(PerPrompt)}
     for batch in data.to(device).batches(batch_size):
         full_logits, baseline = fixed_references(model, graph, batch, ablation, reference)
         empty_logits = metrics.at_position(empty(batch.clean, ones[:0], baseline), batch.position)
         logits = metrics.at_position(forward(batch.clean, ones, baseline), batch.position)
-        values = (
-            metrics.logit_diff(logits, batch),
-            metrics.logit_diff(full_logits, batch),
-            metrics.logit_diff(empty_logits, batch),
-            metrics.kl_divergence(full_logits, logits),
-            metrics.kl_divergence(full_logits, empty_logits),
-            metrics.accuracy(logits, batch),
-            metrics.accuracy(full_logits, batch),
-            metrics.accuracy(empty_logits, batch),
-            metrics.exact_match(full_logits, logits),
-            metrics.prob_diff(logits, batch),
-            metrics.logprob(logits, batch),
-        )
-        for part, value in zip(parts, values):
-            part.append(value.double().cpu())
-    return PerPrompt(*(torch.cat(p) if p else torch.zeros(0, dtype=torch.float64) for p in parts))
+        values = {
+            "logit_diff": metrics.logit_diff(logits, batch),
+            "full_logit_diff": metrics.logit_diff(full_logits, batch),
+            "empty_logit_diff": metrics.logit_diff(empty_logits, batch),
+            "kl": metrics.kl_divergence(full_logits, logits),
+            "empty_kl": metrics.kl_divergence(full_logits, empty_logits),
+            "correct": metrics.accuracy(logits, batch),
+            "full_correct": metrics.accuracy(full_logits, batch),
+            "empty_correct": metrics.accuracy(empty_logits, batch),
+            "exact_match": metrics.exact_match(full_logits, logits),
+            "prob_diff": metrics.prob_diff(logits, batch),
+            "logprob": metrics.logprob(logits, batch),
+        }
+        for name, value in values.items():
+            parts[name].append(value.double().cpu())
+    empty_split = torch.zeros(0, dtype=torch.float64)
+    return PerPrompt(**{name: torch.cat(p) if p else empty_split for name, p in parts.items()})
 
 
 def bootstrap(

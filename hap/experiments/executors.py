@@ -100,7 +100,8 @@ def run_point(point: GridPoint, sweep, configs: dict, origin: dict) -> dict:
     task = _task(sweep, point.task, point.seed)
     device = next(model.parameters()).device
     row = {**base_row(point, sweep, configs, origin), "device": str(device)}
-    row.update({k: task.record()[k] for k in ("n_train", "n_val", "n_test")})  # after filtering
+    drawn = task.record()  # the sizes after a task file's rows were filtered for the tokenizer
+    row.update({k: drawn[k] for k in ("n_train", "n_val", "n_test")})
     row["threads"] = torch.get_num_threads()
     row["_calibration"] = calibration_note(model.name, graph.n_edges)
     config = configs[point.method]

@@ -14,6 +14,19 @@ def failures(table: pd.DataFrame) -> pd.DataFrame:
     ]
 
 
+# The means a sweep's summary shows (and the README's sweep table: hap.analysis.report).
+SUMMARY_COLUMNS = [
+    "live_edges",
+    "sparsity",
+    "steps",
+    "kl",
+    "logit_diff",
+    "accuracy",
+    "faithfulness",
+    "wall_s",
+]
+
+
 def swept_areas(table: pd.DataFrame) -> pd.DataFrame:
     """Per method and task, over the sweep's own sparsities (x = 1 - sparsity, normalised by
     the x range, averaged over seeds): `faith_area`, the area under the faithfulness curve
@@ -46,8 +59,10 @@ def swept_areas(table: pd.DataFrame) -> pd.DataFrame:
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """One screen: means over seeds per method, task and target sparsity."""
-    columns = ["live_edges", "sparsity", "steps", "kl", "logit_diff", "accuracy", "faithfulness", "wall_s"]
     table = table[table["status"] == "ok"]
     return (
-        table.groupby(["task", "method", "target_sparsity"])[columns].mean().round(3).reset_index()
+        table.groupby(["task", "method", "target_sparsity"])[SUMMARY_COLUMNS]
+        .mean()
+        .round(3)
+        .reset_index()
     )
