@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from hap.engine.ablation import Baseline, receiver_hooks, sender_hook, sender_major
-from hap.engine.graph import Graph
+from hap.engine.graph import Graph, post_norm_module
 
 
 def reference_logits(model, graph: Graph, tokens: Tensor, mask: Tensor, baseline: Baseline):
@@ -26,10 +26,27 @@ def reference_logits(model, graph: Graph, tokens: Tensor, mask: Tensor, baseline
 
     def inputs(index: int) -> Tensor:
         g = graph.receiver_groups[index]
-        delta = torch.cat(outputs) - baseline.senders[: g.upstream]
+        delta = torch.cat(outputs)[: g.upstream] - baseline.senders[: g.upstream]
         weights = dense[: g.upstream, g.first : g.first + g.size]
-        mixed = torch.einsum("sr,sbpd->bprd", weights, delta)
-        return baseline.resid[index].unsqueeze(2) + mixed
+        if not graph.post_norm:
+            mixed = torch.einsum("sr,sbpd->bprd", weights, delta)
+            return baseline.resid[index].unsqueeze(2) + mixed
+        # Post-attention norms: linear senders as above; each upstream layer's heads through
+        # that layer's norm, applied to each receiver's own mix (the formula in patching.py).
+        mixed = baseline.resid[index].unsqueeze(2).expand(-1, -1, g.size, -1)
+        for s in graph.sender_groups:
+            if s.first >= g.upstream:
+                continue
+            rows = slice(s.first, s.first + s.size)
+            if s.kind != "attn":
+                mixed = mixed + torch.einsum("sr,sbpd->bprd", weights[rows], delta[rows])
+                continue
+            mix = baseline.attn_pre[s.layer].unsqueeze(2) + torch.einsum(
+                "sr,sbpd->bprd", weights[rows], delta[rows]
+            )
+            norm = post_norm_module(model, s.layer)
+            mixed = mixed + norm(mix) - baseline.attn_post[s.layer].unsqueeze(2)
+        return mixed
 
     def attn_in(value: Tensor, hook, index: int) -> Tensor:
         x = inputs(index)

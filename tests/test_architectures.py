@@ -1,7 +1,8 @@
-"""Architectures beyond GPT-2: the edge-count formula, grouped-query attention ungrouped per query
-head (MIB's convention), hand-written patches on a random Llama, and the refusal of what the engine
-cannot patch exactly (Gemma-3's post-norms). Every model here is built offline from a config; the
-tiny Llama's all-ones/all-zeros and fast-vs-reference checks live in tests/test_engine.py."""
+"""Architectures beyond GPT-2: the edge-count formula (sequential and parallel blocks),
+grouped-query attention ungrouped per query head (MIB's convention), hand-written patches on a
+random Llama, Gemma-3 (post-attention norms) and Pythia (parallel blocks), and the one-line refusal
+of what the engine cannot patch exactly. Every model here is built offline from a config; the
+families' all-ones/all-zeros and fast-vs-reference checks live in tests/test_engine.py."""
 
 from __future__ import annotations
 
@@ -112,13 +113,94 @@ def test_keeping_one_path_equals_a_hand_written_patch(llama):
     assert (expected - corrupted).abs().max() > 1e-3
 
 
-def test_gemma3_post_norms_are_refused_in_one_line(shapes):
-    model = load_model(build_checkpoint("gemma-tiny", seed=1, root=shapes))
-    with pytest.raises(UnsupportedArchitecture, match="ln1_post") as error:
+@pytest.mark.parametrize(
+    ("shape", "reason"),
+    [
+        ("olmo2-tiny", "QK-norm"),
+        ("phi-tiny", "never fires blocks.1.hook_mlp_in"),
+        ("gptj-tiny", "no per-head q/k/v input hooks"),
+        ("phi3-tiny", "fused q/k/v projection"),
+    ],
+)
+def test_what_cannot_be_patched_exactly_is_refused_in_one_line(shapes, shape, reason):
+    with pytest.raises(UnsupportedArchitecture, match=reason) as error:
+        model = load_model(build_checkpoint(shape, seed=1, root=shapes))
         Graph.from_model(model)
     assert "\n" not in str(error.value)
-    # Without the structural check, the short forward finds the same fault, and only that one
-    # (q/k/v inputs, the MLP's read and its post-normed output are all as the engine needs).
-    with pytest.raises(UnsupportedArchitecture) as numeric:
-        _check_decomposition(model, "gemma", 1e-4)
-    assert str(numeric.value).endswith("not the sum of its heads plus a bias")
+
+
+def test_parallel_blocks_drop_the_head_to_own_mlp_edges(shapes):
+    model = load_model(build_checkpoint("pythia-tiny", seed=1, root=shapes))
+    graph = Graph.from_model(model)
+    assert graph.parallel and not graph.post_norm
+    assert graph.n_edges == edge_count(2, 4, parallel=True) == edge_count(2, 4) - 2 * 4 == 102
+    names = set(graph.edge_names())
+    assert "a0.h1->m0" not in names and "a0.h1->m1" in names and "input->m0" in names
+    # Pythia-70M's shape: 6 layers x 8 heads.
+    assert Graph(6, 8, parallel=True).n_edges == edge_count(6, 8, parallel=True) == 3580
+
+
+def test_parallel_mlp_edge_equals_a_hand_written_patch(shapes):
+    """Removing input -> m0 in a parallel block patches the MLP's read of the block input alone;
+    the layer's attention still reads the clean input."""
+    model = load_model(build_checkpoint("pythia-tiny", seed=1, root=shapes))
+    graph = Graph.from_model(model)
+    batch = make_task("ioi", model.tokenizer, n_train=8, n_val=0, n_test=0, seed=9).train
+    clean, acts = run_activations(model, graph, batch.clean)
+    _, baseline = run_activations(model, graph, batch.corrupted)
+    delta = acts.senders[0] - baseline.senders[0]
+    expected = model.run_with_hooks(
+        batch.clean, fwd_hooks=[("blocks.0.hook_mlp_in", lambda value, hook: value - delta)]
+    )
+    mask = torch.ones(graph.n_edges)
+    mask[graph.edge_names().index("input->m0")] = 0
+    with torch.no_grad():
+        got = EdgeMaskedForward(model, graph)(batch.clean, mask, baseline)
+    assert (got - expected).abs().max() < 1e-4
+    assert (expected - clean).abs().max() > 1e-4
+
+
+def test_post_norm_head_edge_equals_a_hand_written_patch(shapes):
+    """Gemma-3: removing a0.h1 -> m1 gives m1 the post-attention norm of layer 0's heads with
+    head 1's output swapped for its corrupted one; every other receiver reads the clean run.
+    Subtracting the head's share after the norm instead (a linear patch) is a different model."""
+    model = load_model(build_checkpoint("gemma-tiny", seed=1, root=shapes))
+    graph = Graph.from_model(model)
+    assert graph.post_norm and not graph.parallel
+    batch = make_task("ioi", model.tokenizer, n_train=8, n_val=0, n_test=0, seed=9).train
+    clean, acts = run_activations(model, graph, batch.clean)
+    _, baseline = run_activations(model, graph, batch.corrupted)
+    head = graph.sender_names.index("a0.h1")
+    delta = acts.senders[head] - baseline.senders[head]
+    norm = model.blocks[0].ln1_post._original_component
+    shift = norm(acts.attn_pre[0] - delta) - norm(acts.attn_pre[0])
+    expected = model.run_with_hooks(
+        batch.clean, fwd_hooks=[("blocks.1.hook_mlp_in", lambda value, hook: value + shift)]
+    )
+    linear = model.run_with_hooks(
+        batch.clean, fwd_hooks=[("blocks.1.hook_mlp_in", lambda value, hook: value - delta)]
+    )
+    mask = torch.ones(graph.n_edges)
+    mask[graph.edge_names().index("a0.h1->m1")] = 0
+    with torch.no_grad():
+        got = EdgeMaskedForward(model, graph)(batch.clean, mask, baseline)
+    assert (got - expected).abs().max() < 1e-4
+    assert (expected - clean).abs().max() > 1e-4
+    assert (linear - expected).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("shape", ["gemma-tiny", "pythia-tiny"])
+def test_batched_exact_effects_follow_the_family(shapes, shape):
+    """The case study's batched per-edge effects equal one masked forward per edge: through the
+    post-attention norm (Gemma-3) and without head -> own-MLP edges (Pythia)."""
+    from hap.analysis.exact import compute_effects, exact_reference
+
+    model = load_model(build_checkpoint(shape, seed=1, root=shapes))
+    graph = Graph.from_model(model)
+    data = make_task("ioi", model.tokenizer, n_train=8, n_val=0, n_test=0, seed=9).train
+    edges = torch.arange(graph.n_edges)
+    d_kl, d_ld, _ = compute_effects(model, graph, data, "corrupted", edges=edges, chunk=16)
+    ref_kl, ref_ld = exact_reference(model, graph, data, edges, "corrupted")
+    assert (d_kl - ref_kl).abs().max() < 1e-5
+    assert (d_ld - ref_ld).abs().max() < 1e-4
+    assert ref_ld.abs().max() > 1e-3

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from hap.engine import metrics
 from hap.engine.ablation import Ablation, compute_baseline, fixed_references, run_activations
-from hap.engine.graph import Graph
+from hap.engine.graph import Graph, post_norm_module
 from hap.engine.patching import EdgeMaskedForward
 from hap.io.atomic import atomic_write
 from hap.progress import bar
@@ -88,7 +88,8 @@ def compute_effects(
     Removing one edge s -> r changes only what receiver r reads, by -(y_s - y~_s), and nothing
     upstream of r, so y_s is the clean run's. That lets `chunk` edges share one forward: the
     prompts are repeated once per edge and each copy's receiver input loses its own edge's delta
-    (one clean forward, no masks). `exact_reference` is the one-masked-forward-per-edge
+    (one clean forward, no masks). With post-attention norms a head's removal takes
+    norm(pre) - norm(pre - delta) from the receiver, pre its layer's clean pre-norm sum. `exact_reference` is the one-masked-forward-per-edge
     definition it is tested against."""
     from hap.engine.ablation import receiver_hooks
 
@@ -100,6 +101,12 @@ def compute_effects(
         model, graph, data.clean, data.corrupted, ablation, data.clean, data.position
     )
     deltas = clean.senders - baseline.senders  # [n_senders, n, pos, d_model]
+    if graph.post_norm:  # what a head's removal takes from a receiver, through its layer's norm
+        for s in graph.sender_groups:
+            if s.kind == "attn":
+                norm, pre = post_norm_module(model, s.layer), clean.attn_pre[s.layer]
+                rows = deltas[s.first : s.first + s.size]
+                deltas[s.first : s.first + s.size] = norm(pre) - norm(pre - rows)
     full = metrics.at_position(full_logits, data.position)
     full_ld = metrics.logit_diff(full, data)
     n = len(data)

@@ -15,7 +15,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from hap.engine.graph import Graph, ReceiverGroup, SenderGroup
+from hap.engine.graph import Graph, ReceiverGroup, SenderGroup, post_norm_module
 from hap.engine.metrics import at_position
 from hap.errors import ConfigError
 from hap.tasks.base import TaskData
@@ -46,11 +46,12 @@ def sender_hook(group: SenderGroup) -> str:
     }[group.kind]
 
 
-def resid_hook(group: ReceiverGroup, n_layers: int) -> str:
-    """The residual-stream hook whose value the group's receivers read in an unpatched run."""
+def resid_hook(group: ReceiverGroup, n_layers: int, parallel: bool = False) -> str:
+    """The residual-stream hook whose value the group's receivers read in an unpatched run (a
+    parallel block's MLP reads the block's input)."""
     return {
         "attn": f"blocks.{group.layer}.hook_resid_pre",
-        "mlp": f"blocks.{group.layer}.hook_resid_mid",
+        "mlp": f"blocks.{group.layer}.hook_resid_{'pre' if parallel else 'mid'}",
         "logits": f"blocks.{n_layers - 1}.hook_resid_post",
     }[group.kind]
 
@@ -72,10 +73,16 @@ class Baseline:
     senders: [n_senders, batch, pos, d_model] baseline sender outputs y~ (sender-major, the layout
         the engine's delta buffer and the attribution matmuls read).
     resid: [n_receiver_groups, batch, pos, d_model] baseline residual at each receiver group.
+    attn_pre, attn_post: with a post-attention norm only, [n_layers, batch, pos, d_model]: each
+        layer's summed head outputs before the norm (bias included), and that norm of them. A
+        receiver reads resid + sum over layers of norm(attn_pre + its masked head deltas) -
+        attn_post, so that an all-zeros mask reads `resid` exactly.
     """
 
     senders: Tensor
     resid: Tensor
+    attn_pre: Tensor | None = None
+    attn_post: Tensor | None = None
 
 
 @torch.no_grad()
@@ -88,13 +95,33 @@ def run_activations(model, graph: Graph, tokens: Tensor) -> tuple[Tensor, Baseli
         return value
 
     names = {sender_hook(g) for g in graph.sender_groups}
-    names |= {resid_hook(g, graph.n_layers) for g in graph.receiver_groups}
+    names |= {resid_hook(g, graph.n_layers, graph.parallel) for g in graph.receiver_groups}
+    norms = [post_norm_hooks(layer) for layer in range(graph.n_layers)] if graph.post_norm else []
+    names |= {name for pair in norms for name in pair}
     logits = model.run_with_hooks(
         tokens, fwd_hooks=[(n, partial(keep, name=n)) for n in sorted(names)]
     )
     senders = [sender_major(captured[sender_hook(g)], g.kind) for g in graph.sender_groups]
-    resid = [captured[resid_hook(g, graph.n_layers)] for g in graph.receiver_groups]
-    return logits, Baseline(torch.cat(senders, 0), torch.stack(resid))
+    resid = [captured[resid_hook(g, graph.n_layers, graph.parallel)] for g in graph.receiver_groups]
+    acts = Baseline(torch.cat(senders, 0), torch.stack(resid))
+    if norms:
+        acts = Baseline(
+            acts.senders,
+            acts.resid,
+            torch.stack([captured[pre] for pre, _ in norms]),
+            torch.stack([captured[post] for _, post in norms]),
+        )
+    return logits, acts
+
+
+def post_norm_hooks(layer: int) -> tuple[str, str]:
+    """The hooks before and after layer `layer`'s post-attention norm."""
+    return f"blocks.{layer}.ln1_post.hook_in", f"blocks.{layer}.ln1_post.hook_out"
+
+
+def apply_post_norms(model, attn_pre: Tensor) -> Tensor:
+    """[n_layers, ...] each layer's post-attention norm applied to its own slice."""
+    return torch.stack([post_norm_module(model, layer)(x) for layer, x in enumerate(attn_pre)])
 
 
 def sender_major(value: Tensor, kind: str) -> Tensor:
@@ -102,11 +129,33 @@ def sender_major(value: Tensor, kind: str) -> Tensor:
     return value.permute(2, 0, 1, 3) if kind == "attn" else value.unsqueeze(0)
 
 
-def _bias(graph: Graph, acts: Baseline) -> Tensor:
-    """[n_groups, batch, pos, d]: what each group's residual holds beyond the sender outputs."""
-    prefix = acts.senders.cumsum(0)
-    upstream = torch.tensor([g.upstream - 1 for g in graph.receiver_groups], device=prefix.device)
-    return acts.resid - prefix[upstream]
+def _zero_baseline(model, graph: Graph, acts: Baseline) -> Baseline:
+    """Zero ablation from a clean run: senders carry nothing, each group's residual holds only
+    what lies beyond the sender outputs (biases). With post-attention norms, the heads' zero is
+    taken before the norm: a layer's pre-norm sum keeps only its bias, which the norm still maps."""
+    if not graph.post_norm:
+        prefix = acts.senders.cumsum(0)
+        upstream = torch.tensor(
+            [g.upstream - 1 for g in graph.receiver_groups], device=prefix.device
+        )
+        return Baseline(torch.zeros_like(acts.senders), acts.resid - prefix[upstream])
+    heads = torch.stack(
+        [acts.senders[g.first : g.first + g.size].sum(0)
+            for g in graph.sender_groups
+            if g.kind == "attn"]
+    )
+    bias = acts.attn_pre - heads  # [n_layers, batch, pos, d]
+    bias_post = apply_post_norms(model, bias)
+    resid = acts.resid.clone()
+    for index, g in enumerate(graph.receiver_groups):
+        for s in graph.sender_groups:
+            if s.first >= g.upstream:
+                continue
+            if s.kind == "attn":
+                resid[index] -= acts.attn_post[s.layer] - bias_post[s.layer]
+            else:
+                resid[index] -= acts.senders[s.first]
+    return Baseline(torch.zeros_like(acts.senders), resid, bias, bias_post)
 
 
 @torch.no_grad()
@@ -151,8 +200,7 @@ def compute_baseline(
         return run_activations(model, graph, corrupted)[1]
     batch, width = clean.shape
     if ablation is Ablation.ZERO:
-        acts = run_activations(model, graph, clean)[1]
-        return Baseline(torch.zeros_like(acts.senders), _bias(graph, acts))
+        return _zero_baseline(model, graph, run_activations(model, graph, clean)[1])
     if reference is None or reference_position is None:
         raise ValueError("mean ablation needs reference prompts and their positions")
     if reference.shape[1] < width:
@@ -164,9 +212,26 @@ def compute_baseline(
     reach = torch.arange(reference.shape[1], device=reference.device)
     weight = (reach[None, :] <= reference_position[:, None]).to(acts.senders.dtype)  # [n, pos]
     count = weight.sum(0).clamp(min=1)  # [pos]
-    senders = torch.einsum("snpd,np->spd", acts.senders, weight) / count[None, :, None]
-    resid = torch.einsum("gnpd,np->gpd", acts.resid, weight) / count[None, :, None]
-    return Baseline(
-        senders[:, :width].unsqueeze(1).expand(-1, batch, -1, -1),
-        resid[:, :width].unsqueeze(1).expand(-1, batch, -1, -1),
-    )
+
+    def mean(value: Tensor) -> Tensor:  # [k, n, pos, d] -> [k, batch, width, d]
+        averaged = torch.einsum("knpd,np->kpd", value, weight) / count[None, :, None]
+        return averaged[:, :width].unsqueeze(1).expand(-1, batch, -1, -1)
+
+    if acts.attn_pre is None:
+        return Baseline(mean(acts.senders), mean(acts.resid))
+    # Removed head edges carry the heads' means, summed and normed as a receiver norms its mix:
+    # the residual a removed edge leaves holds norm(mean pre-norm sum), not the mean of the norms.
+    attn_pre = mean(acts.attn_pre)
+    attn_post = apply_post_norms(model, attn_pre)
+    shift = attn_post - mean(acts.attn_post)
+    resid = mean(acts.resid).clone()
+    for index, g in enumerate(graph.receiver_groups):
+        layers = upstream_attn_layers(graph, g)
+        if layers:
+            resid[index] += shift[layers].sum(0)
+    return Baseline(mean(acts.senders), resid, attn_pre, attn_post)
+
+
+def upstream_attn_layers(graph: Graph, group: ReceiverGroup) -> list[int]:
+    """The layers whose heads send to `group`'s receivers."""
+    return [s.layer for s in graph.sender_groups if s.kind == "attn" and s.first < group.upstream]

@@ -21,6 +21,19 @@ group (memory growing with the square of the depth), so the mixing has a hand-wr
 write hands its rows back to its sender. The mixing's memory is two buffers of
 n_active_senders x batch x pos x d_model floats, linear in depth; the bridge's own activations
 come on top.
+
+Post-attention norms (Gemma-2/3). A head's output is taken before its layer's post-attention
+norm, and every receiver re-applies that norm to its own mix of the layer's heads:
+
+    input_r = baseline_resid[group(r)] + sum_{s linear} m[s, r] (y_s - y~_s)
+              + sum_l [norm_l(pre~_l + sum_{h in l} m[h, r] (y_h - y~_h)) - norm_l(pre~_l)]
+
+where pre~_l is the baseline's pre-norm sum of layer l (bias included). All-ones reproduces the
+clean run, all-zeros the baseline, and one removed edge exactly the patch of that head's output in
+that receiver's copy of the layer. The linear senders (input, MLPs) ride the stream as above; the
+heads' deltas are kept per layer, and each (receiver group, upstream layer) pair costs one small
+matmul and one norm over the group's active receivers, recomputed in the backward
+(checkpointing) so that memory stays linear in depth.
 """
 
 from __future__ import annotations
@@ -30,9 +43,10 @@ from functools import partial
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from hap.engine.ablation import Baseline, receiver_hooks, sender_hook, sender_major
-from hap.engine.graph import Graph, SenderGroup
+from hap.engine.graph import Graph, SenderGroup, post_norm_module
 
 
 class _Stream:
@@ -171,6 +185,18 @@ class _Read(torch.autograd.Function):
         return (grad_weights, None, None) + (token,) * ctx.n_tokens
 
 
+def _mixed_norm(weights: Tensor, deltas: Tensor, pre: Tensor, norm) -> Tensor:
+    """[columns, batch, pos, d]: a layer's post-attention norm of each receiver's own mix,
+    pre + sum_h weights[h, c] * deltas[h] (weights [heads, columns], deltas [heads, b, p, d])."""
+    mix = torch.mm(weights.t(), deltas.flatten(1)).view(weights.shape[1], *pre.shape) + pre
+    return norm(mix)
+
+
+def _sections(parts: tuple[_Part | None, ...]) -> list[int]:
+    """How many active columns each part of a group holds."""
+    return [0 if p is None else p.size if p.slots is None else int(p.slots.numel()) for p in parts]
+
+
 def _rows(deltas: Tensor, plan: _Plan) -> Tensor:
     """The plan's rows of the stream: a window read in place, or a gather."""
     return deltas[plan.lo : plan.hi] if plan.rows is None else deltas.index_select(0, plan.rows)
@@ -237,30 +263,59 @@ class EdgeMaskedForward:
         receivers = graph.edge_receiver[active]
 
         # Active senders in forward order, one chunk per hook that writes them: (group, first
-        # local row, local head ids or None for the whole group, global sender ids).
+        # local row, local head ids or None for the whole group, global sender ids). The stream
+        # holds the linear senders (every one, unless the model has post-attention norms); the
+        # normed heads' local rows (mask rows only) come after them, per layer in `norm_chunks`.
         self.sender_chunks: list[tuple[SenderGroup, int, Tensor | None, Tensor]] = []
+        self.norm_chunks: dict[int, tuple[SenderGroup, int, Tensor | None, Tensor]] = {}
         local_sender = torch.full((graph.n_senders,), -1, dtype=torch.long)
         n_rows = 0
-        for g in graph.sender_groups:
-            ids = torch.unique(senders[(senders >= g.first) & (senders < g.first + g.size)])
-            if ids.numel():
-                local_sender[ids] = torch.arange(n_rows, n_rows + ids.numel())
-                whole = ids.numel() == g.size
-                local_ids = None if whole else (ids - g.first).to(device)
-                self.sender_chunks.append((g, n_rows, local_ids, ids.to(device)))
-                n_rows += ids.numel()
+        for normed in (False, True):
+            for g in graph.sender_groups:
+                if (graph.post_norm and g.kind == "attn") != normed:
+                    continue
+                ids = torch.unique(senders[(senders >= g.first) & (senders < g.first + g.size)])
+                if ids.numel():
+                    local_sender[ids] = torch.arange(n_rows, n_rows + ids.numel())
+                    whole = ids.numel() == g.size
+                    local_ids = None if whole else (ids - g.first).to(device)
+                    chunk = (g, n_rows, local_ids, ids.to(device))
+                    if normed:
+                        self.norm_chunks[g.layer] = chunk
+                    else:
+                        self.sender_chunks.append(chunk)
+                    n_rows += ids.numel()
+            if not normed:
+                self.n_stream_rows = n_rows
         self.n_local_senders = n_rows
+        n_stream = self.n_stream_rows
+        self._norms = (
+            [post_norm_module(model, layer) for layer in range(graph.n_layers)]
+            if graph.post_norm
+            else []
+        )
 
         # Per receiver group with an active edge: its rows (senders with an active edge into it)
         # and active slots; one local mask column per active receiver, in forward order.
+        # Post-attention norms: per group, the upstream layers with an active head edge into it.
         rows_of: dict[int, Tensor] = {}
         slots_of: dict[int, Tensor] = {}
+        self.norm_layers: dict[int, list[int]] = {}
         local_receiver = torch.full((graph.n_receivers,), -1, dtype=torch.long)
         n_cols = 0
         for index, g in enumerate(graph.receiver_groups):
             inside = (receivers >= g.first) & (receivers < g.first + g.size)
             if inside.any():
-                rows_of[index] = torch.unique(local_sender[senders[inside]])
+                rows = torch.unique(local_sender[senders[inside]])
+                if (linear := rows[rows < n_stream]).numel():
+                    rows_of[index] = linear
+                layers = [
+                    layer
+                    for layer, (_, first, _, ids) in self.norm_chunks.items()
+                    if ((rows >= first) & (rows < first + ids.numel())).any()
+                ]
+                if layers:
+                    self.norm_layers[index] = layers
                 slots_of[index] = torch.unique(receivers[inside]) - g.first
                 local_receiver[g.first + slots_of[index]] = torch.arange(
                     n_cols, n_cols + slots_of[index].numel()
@@ -269,6 +324,18 @@ class EdgeMaskedForward:
         self.n_local_receivers = n_cols
         self.local_rows = local_sender[senders].to(device)
         self.local_cols = local_receiver[receivers].to(device)
+        # Each group's own active columns and their split into parts (q, k, v; or one).
+        self.own_cols: dict[int, Tensor] = {}
+        self.own_parts: dict[int, tuple[_Part | None, ...]] = {}
+        for index, g in enumerate(graph.receiver_groups):
+            if index not in slots_of:
+                continue
+            self.own_cols[index] = local_receiver[g.first + slots_of[index]].to(device)
+            self.own_parts[index] = (
+                tuple(self._part(slots_of[index], p, graph.n_heads, device) for p in range(3))
+                if g.kind == "attn"
+                else (_Part(1, None),)
+            )
 
         # One plan per hook that reads (see _Plan for the carrying of MLP and logits columns).
         groups = graph.receiver_groups
@@ -278,7 +345,8 @@ class EdgeMaskedForward:
             columns = [local_receiver[g.first + slots_of[index]]] if index in slots_of else []
             carry: list[int] = []
             if g.kind == "attn":
-                written = int((local_sender[: g.upstream] >= 0).sum())
+                before = local_sender[: g.upstream]
+                written = int(((before >= 0) & (before < n_stream)).sum())
                 rows = [rows_of.get(index, torch.zeros(0, dtype=torch.long))]
                 for j in carried_groups(graph, index):
                     if j in rows_of and (early := rows_of[j][rows_of[j] < written]).numel():
@@ -297,9 +365,7 @@ class EdgeMaskedForward:
                 continue
             lo, hi = int(read.min()), int(read.max()) + 1
             dense = read.numel() * 3 > hi - lo  # a gather writes each row once more than it reads
-            sections = [
-                0 if p is None else p.size if p.slots is None else p.slots.numel() for p in parts
-            ]
+            sections = _sections(parts)
             self.plans[index] = _Plan(
                 at=index,
                 lo=lo,
@@ -332,10 +398,11 @@ class EdgeMaskedForward:
         """Forward hooks that implement `mask` over this batch's `baseline` (one forward's worth)."""
         graph, n_heads = self.graph, self.graph.n_heads
         matrix = self.local_mask(mask).to(baseline.resid.dtype)  # bf16 models mix in bf16
-        stream = _Stream(self.n_local_senders, self._spare)
+        stream = _Stream(self.n_stream_rows, self._spare)
         tokens: list[Tensor] = []  # not on the stream: a token's grad_fn holds the stream
         carried: dict[int, list[Tensor]] = {}  # group -> [1, batch * pos * d_model] partial sums
         pending: dict[str, Tensor] = {}
+        normed: dict[int, Tensor] = {}  # layer -> [active heads, batch, pos, d] head deltas
 
         def read(plan: _Plan) -> tuple[Tensor, ...]:
             weights = matrix[plan.matrix_rows, plan.matrix_cols]
@@ -345,24 +412,55 @@ class EdgeMaskedForward:
                 carried.setdefault(j, []).append(out)
             return outputs[:own]
 
-        def record(value: Tensor, hook, group: SenderGroup, start: int, ids, global_ids) -> Tensor:
+        def base_of(group: SenderGroup, ids, global_ids) -> Tensor:
             if ids is None:
-                base = baseline.senders[group.first : group.first + group.size]
-            else:
-                base = baseline.senders.index_select(0, global_ids)
+                return baseline.senders[group.first : group.first + group.size]
+            return baseline.senders.index_select(0, global_ids)
+
+        def record(value: Tensor, hook, group: SenderGroup, start: int, ids, global_ids) -> Tensor:
+            base = base_of(group, ids, global_ids)
             tokens.append(_Write.apply(value, base, stream, start, group.kind, ids))
             return value
+
+        def record_normed(value: Tensor, hook, group: SenderGroup, ids, global_ids) -> Tensor:
+            own = sender_major(value, "attn")
+            if ids is not None:
+                own = own.index_select(0, ids)
+            normed[group.layer] = own - base_of(group, ids, global_ids)
+            return value
+
+        def norm_terms(index: int) -> list[Tensor] | None:
+            """Per part of group `index`, [columns, batch * pos * d] of its post-norm terms."""
+            layers = self.norm_layers.get(index)
+            if not layers:
+                return None
+            cols, total = self.own_cols[index], None
+            for layer in layers:
+                _, first, _, ids = self.norm_chunks[layer]
+                weights = matrix[first : first + ids.numel()].index_select(1, cols)
+                args = (weights, normed[layer], baseline.attn_pre[layer])
+                norm = self._norms[layer]
+                if torch.is_grad_enabled() and (weights.requires_grad or args[1].requires_grad):
+                    term = checkpoint(_mixed_norm, *args, norm, use_reentrant=False)
+                else:
+                    term = _mixed_norm(*args, norm)
+                term = term - baseline.attn_post[layer]
+                total = term if total is None else total + term
+            return list(total.flatten(1).split(_sections(self.own_parts[index]), 0))
 
         def attn_in(value: Tensor, hook, index: int) -> Tensor:
             fixed = baseline.resid[index]  # [batch, pos, d_model]
             plan = self.plans.get(index)
-            outputs = read(plan) if plan is not None else (None,) * 3
-            parts = plan.parts if plan is not None else (None,) * 3
+            linear = read(plan) if plan is not None else None
+            extra = norm_terms(index)
             inputs = []
-            for part, out in zip(parts, outputs):
+            for i, part in enumerate(self.own_parts.get(index, (None,) * 3)):
                 if part is None:
                     inputs.append(fixed.unsqueeze(2).expand(-1, -1, n_heads, -1))
                     continue
+                out = linear[i] if linear is not None else None
+                if extra is not None:
+                    out = extra[i] if out is None else out + extra[i]
                 shaped = out.view(out.shape[0], *fixed.shape)
                 if part.slots is None:
                     inputs.append((shaped + fixed).permute(1, 2, 0, 3))
@@ -376,14 +474,21 @@ class EdgeMaskedForward:
             fixed = baseline.resid[index]
             plan = self.plans.get(index)
             terms = carried.pop(index, []) + (list(read(plan)) if plan is not None else [])
+            terms += norm_terms(index) or []
             if not terms:
                 return fixed
-            total = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+            total = terms[0]
+            for term in terms[1:]:
+                total = total + term
             return fixed + total.view(fixed.shape)
 
         hooks: list[tuple[str, object]] = [
             (sender_hook(g), partial(record, group=g, start=start, ids=ids, global_ids=global_ids))
             for g, start, ids, global_ids in self.sender_chunks
+        ]
+        hooks += [
+            (sender_hook(g), partial(record_normed, group=g, ids=ids, global_ids=global_ids))
+            for g, _, ids, global_ids in self.norm_chunks.values()
         ]
         for index, g in enumerate(graph.receiver_groups):
             names = receiver_hooks(g, graph.n_layers)

@@ -83,7 +83,7 @@ def _cfg(graph: Graph) -> dict:
     return {
         "n_layers": graph.n_layers,
         "n_heads": graph.n_heads,
-        "parallel_attn_mlp": False,
+        "parallel_attn_mlp": graph.parallel,
         "d_model": graph.d_model,
     }
 
@@ -93,7 +93,7 @@ def to_native(circuit: Circuit, graph: Graph) -> dict:
     scores = None if circuit.scores is None else circuit.scores.tolist()
     return {
         "format": NATIVE_TAG,
-        "graph": {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "d_model": graph.d_model},
+        "graph": _cfg(graph),
         "sparsity": circuit.sparsity,
         "n_edges": circuit.n_edges,
         **_hap_extra(circuit),
@@ -187,9 +187,10 @@ def _graph_from_cfg(cfg, path: Path, where: str = "cfg.") -> Graph:
     n_heads = _whole(cfg["n_heads"], "n_heads", path, where)
     d_model = cfg.get("d_model")
     d_model = None if d_model is None else _whole(d_model, "d_model", path, where)
-    if cfg.get("parallel_attn_mlp"):
+    parallel = cfg.get("parallel_attn_mlp", False)
+    if not isinstance(parallel, bool):
         raise CircuitFileError(
-            f"{path} is a circuit of a parallel attention/MLP model; hap's graph is sequential"
+            f"{path}: {where}parallel_attn_mlp must be true or false, got {_brief(parallel)}"
         )
     if not (1 <= n_layers <= MAX_LAYERS and 1 <= n_heads <= MAX_HEADS):
         raise CircuitFileError(
@@ -198,18 +199,22 @@ def _graph_from_cfg(cfg, path: Path, where: str = "cfg.") -> Graph:
         )
     if d_model is not None and d_model < 1:
         raise CircuitFileError(f"{path}: {where}d_model={d_model} must be positive")
-    n_edges = edge_count(n_layers, n_heads)
+    n_edges = edge_count(n_layers, n_heads, parallel=parallel)
     if n_edges > MAX_EDGES:
         raise CircuitFileError(
             f"{path}: {where}n_layers={n_layers}, n_heads={n_heads} declares a graph of "
             f"{n_edges:,} edges; hap reads circuits of at most {MAX_EDGES:,} edges"
         )
-    return Graph(n_layers, n_heads, d_model)
+    return Graph(n_layers, n_heads, d_model, parallel=parallel)
 
 
 def check_same_shape(file_graph: Graph, graph: Graph, path: str | Path) -> None:
     """Refuse a circuit made for another graph, naming both shapes."""
-    same = (file_graph.n_layers, file_graph.n_heads) == (graph.n_layers, graph.n_heads)
+    same = (file_graph.n_layers, file_graph.n_heads, file_graph.parallel) == (
+        graph.n_layers,
+        graph.n_heads,
+        graph.parallel,
+    )
     if same and file_graph.d_model and graph.d_model:
         same = file_graph.d_model == graph.d_model
     if not same:

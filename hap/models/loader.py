@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from hap.engine.graph import UnsupportedArchitecture
 from hap.errors import UserError
 from hap.models.zoo import REAL_MODELS, ModelNotFoundError, ensure_checkpoint
 
@@ -171,6 +172,12 @@ def ungroup_kv_heads(hf_model):
     group = n_heads // n_kv
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
     state = hf_model.state_dict()
+    if not any(key.endswith("self_attn.k_proj.weight") for key in state):
+        raise UnsupportedArchitecture(
+            f"{type(hf_model).__name__} has grouped-query attention ({n_kv} KV heads for "
+            f"{n_heads} query heads) behind a fused q/k/v projection; the engine ungroups "
+            "separate k_proj / v_proj weights only"
+        )
     for key, value in state.items():
         if key.endswith(
             (
@@ -240,6 +247,22 @@ def _offline():
                 os.environ[key] = value
 
 
+def _declared_tokenizer(local: str):
+    """The folder's tokenizer as its tokenizer_config.json declares it when that is the generic
+    fast tokenizer, else None (the bridge's own choice). transformers' AutoTokenizer otherwise
+    picks the model type's tokenizer class (e.g. Qwen2Tokenizer), whose own pre-tokenizer turns
+    a generic tokenizer's words into unknown tokens."""
+    try:
+        declared = json.loads((Path(local) / "tokenizer_config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(declared, dict) or declared.get("tokenizer_class") != "PreTrainedTokenizerFast":
+        return None
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(local)
+
+
 def _boot(local: str, device, dtype: torch.dtype):
     """The bridge of checkpoint folder `local`, with the hooks the graph needs switched on."""
     from transformer_lens.model_bridge import TransformerBridge
@@ -252,13 +275,26 @@ def _boot(local: str, device, dtype: torch.dtype):
     if n_heads and kv_heads != n_heads:
         loaded = AutoModelForCausalLM.from_pretrained(local, dtype=dtype)
         hf_model = ungroup_kv_heads(loaded).to(pick_device(device))
+    declared = _declared_tokenizer(local)
     model = TransformerBridge.boot_transformers(
-        local, device=str(pick_device(device)), dtype=dtype, hf_model=hf_model
+        local, device=str(pick_device(device)), dtype=dtype, hf_model=hf_model, tokenizer=declared
     )
+    if declared is not None and type(model.tokenizer) is not type(declared):
+        # The bridge's BOS wiring re-loads the tokenizer through AutoTokenizer, by model type,
+        # and its property setter would again: keep the declared one as it is.
+        model._tokenizer = declared
     model.enable_compatibility_mode(disable_warnings=True)
-    model.set_use_split_qkv_input(True)
-    model.set_use_attn_result(True)
-    model.set_use_hook_mlp_in(True)
+    try:
+        model.set_use_split_qkv_input(True)
+        model.set_use_attn_result(True)
+        model.set_use_hook_mlp_in(True)
+    except NotImplementedError as error:  # the bridge's refusal: no hook before q/k/v
+        architecture = ", ".join(getattr(config, "architectures", None) or [config.model_type])
+        raise UnsupportedArchitecture(
+            f"{architecture}: TransformerLens's bridge offers no per-head q/k/v input hooks for "
+            "this architecture (its attention projects q, k and v in one opaque module), so "
+            "edges into q/k/v cannot be patched"
+        ) from error
     model.requires_grad_(False)
     model.eval()
     model.kv_heads = kv_heads

@@ -34,12 +34,13 @@ from hap.engine.ablation import (
     Ablation,
     Baseline,
     compute_baseline,
+    post_norm_hooks,
     receiver_hooks,
     run_activations,
     sender_hook,
     sender_major,
 )
-from hap.engine.graph import Graph
+from hap.engine.graph import Graph, post_norm_module
 from hap.engine.patching import carried_groups
 from hap.errors import RunFailed
 from hap.tasks.base import TaskData
@@ -112,6 +113,22 @@ def _batch_scores(
             scores[rows, g.first : g.first + g.size] += block[:, start : start + g.size]
             start += g.size
 
+    points: dict[int, Tensor] = {}  # post-norm models: layer -> this pass's pre-norm head sum
+
+    def through_norms(index: int, grads: list[Tensor]) -> None:
+        """Post-attention norms: a head reaches receiver r through its layer's norm, so its score
+        takes the norm's Jacobian at this pass's pre-norm sum: (y~ - y) . J^T g_r. `add` gave
+        the heads' rows (y~ - y) . g_r; this adds the difference."""
+        g = groups[index]
+        columns = torch.cat([sender_major(x, "attn" if x.dim() == 4 else "single") for x in grads])
+        for s in graph.sender_groups:
+            if s.kind != "attn" or s.first >= g.upstream:
+                continue
+            pulled = _norm_vjp(post_norm_module(model, s.layer), points[s.layer], columns)
+            rows = slice(s.first, s.first + s.size)
+            correction = torch.mm(state["delta"][rows], (pulled - columns).flatten(1).t())
+            scores[rows, g.first : g.first + g.size] += correction
+
     def arrived(grad: Tensor, index: int, slot: int, waiting: dict) -> None:
         g = groups[index]
         if g.kind != "attn":
@@ -128,6 +145,10 @@ def _batch_scores(
             [index, *carried],
             [parts[0], parts[1], parts[2], *(waiting[j] for j in carried)],
         )
+        if graph.post_norm:
+            through_norms(index, [parts[0], parts[1], parts[2]])
+            for j in carried:
+                through_norms(j, [waiting[j]])
         for j in carried:  # the rest of the carried group's senders, written after this read
             add(slice(g.upstream, groups[j].upstream), [j], [waiting.pop(j)])
 
@@ -146,6 +167,11 @@ def _batch_scores(
                 hooks.append((name, partial(_receiver, watch=watch, own=g.kind == "attn")))
         if state["delta"] is None:
             hooks += [(name, partial(_keep, store=outputs, name=name)) for name in sender_names]
+        if graph.post_norm:
+            hooks += [
+                (post_norm_hooks(layer)[0], partial(_point, store=points, layer=layer))
+                for layer in range(graph.n_layers)
+            ]
         with torch.enable_grad():
             logits = model.run_with_hooks(batch.clean, fwd_hooks=hooks)
             at = metrics.at_position(logits, batch.position)
@@ -167,6 +193,19 @@ def _batch_scores(
 def _keep(value: Tensor, hook, store: dict, name: str) -> Tensor:
     store[name] = value
     return value
+
+
+def _point(value: Tensor, hook, store: dict, layer: int) -> Tensor:
+    store[layer] = value.detach()
+    return value
+
+
+def _norm_vjp(norm, point: Tensor, cotangents: Tensor) -> Tensor:
+    """[k, batch, pos, d]: J^T c for each cotangent c, J the Jacobian of `norm` at `point`."""
+    with torch.enable_grad():
+        x = point.unsqueeze(0).expand_as(cotangents).clone().requires_grad_(True)
+        (pulled,) = torch.autograd.grad(norm(x), x, cotangents)
+    return pulled
 
 
 def _leaf(value: Tensor, hook) -> Tensor:
