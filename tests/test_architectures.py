@@ -14,6 +14,7 @@ from hap.engine.ablation import run_activations
 from hap.engine.graph import Graph, UnsupportedArchitecture, _check_decomposition, edge_count
 from hap.engine.patching import EdgeMaskedForward
 from hap.models import load_model
+from hap.models.architectures import ARCHITECTURES
 from hap.models.shapes import LLAMA_SHAPES, build_checkpoint
 from hap.tasks import make_task
 
@@ -113,19 +114,21 @@ def test_keeping_one_path_equals_a_hand_written_patch(llama):
     assert (expected - corrupted).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize(
-    ("shape", "reason"),
-    [
-        ("olmo2-tiny", "QK-norm"),
-        ("phi-tiny", "never fires blocks.1.hook_mlp_in"),
-        ("gptj-tiny", "no per-head q/k/v input hooks"),
-        ("phi3-tiny", "fused q/k/v projection"),
-    ],
-)
-def test_what_cannot_be_patched_exactly_is_refused_in_one_line(shapes, shape, reason):
-    with pytest.raises(UnsupportedArchitecture, match=reason) as error:
-        model = load_model(build_checkpoint(shape, seed=1, root=shapes))
-        Graph.from_model(model)
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: a.shape)
+def test_every_row_of_the_architectures_table_holds(shapes, arch):
+    """Supported families boot and pass the engine's exactness check (their all-ones,
+    fast-vs-reference and EAP checks are in tests/test_engine.py); refused ones fail in one line
+    with the reason the table gives."""
+    if arch.supported:
+        graph = Graph.from_model(load_model(build_checkpoint(arch.shape, seed=1, root=shapes)))
+        assert graph.n_edges == edge_count(
+            graph.n_layers, graph.n_heads, parallel="parallel" in arch.note
+        )
+        assert graph.parallel == ("parallel" in arch.note)
+        assert graph.post_norm == ("post-attention norm" in arch.note)
+        return
+    with pytest.raises(UnsupportedArchitecture, match=arch.note) as error:
+        Graph.from_model(load_model(build_checkpoint(arch.shape, seed=1, root=shapes)))
     assert "\n" not in str(error.value)
 
 
@@ -204,3 +207,13 @@ def test_batched_exact_effects_follow_the_family(shapes, shape):
     assert (d_kl - ref_kl).abs().max() < 1e-5
     assert (d_ld - ref_ld).abs().max() < 1e-4
     assert ref_ld.abs().max() > 1e-3
+
+
+def test_the_readme_table_is_the_architectures_table():
+    from pathlib import Path
+
+    from hap.models.architectures import markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- architectures -->\n", 1)[1].split("\n<!-- /architectures -->")[0]
+    assert block == markdown()

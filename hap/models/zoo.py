@@ -81,8 +81,8 @@ REAL_MODELS: dict[str, RealModel] = {
             size_mb=253,
             licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
             architecture="Gemma-3: 18 layers, 4 query heads / 1 KV head, d640, QK-norm, "
-            "pre- and post-norms, local/global attention (hap baseline only: the engine refuses "
-            "its post-attention norm)",
+            "pre- and post-norms (each receiver re-applies the post-attention norm), "
+            "local/global attention, 262k vocabulary",
             prepend_bos=True,
             assemble=_assemble_gemma,
         ),
