@@ -74,6 +74,11 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
             "--set takes key=value",
         ),
         "bad ablation": (["discover", "--method", "eap", "--ablation", "half"], "invalid choice"),
+        "bad precision": (
+            ["discover", "--method", "eap", "--precision", "fp16"],
+            "argument --precision: invalid choice: 'fp16'",
+        ),
+        "sweep precision": (["bench", "--precision", "double"], "invalid choice: 'double'"),
         "set ablation": (
             ["discover", "--method", "eap", "--set", "ablation=half"],
             "ablation='half'",

@@ -249,8 +249,8 @@ def case_study_of_sweep(
     seed 0's task rebuilt with the sweep's own split sizes (hap.experiments.runs.build_task)."""
     from hap.errors import UserError
     from hap.experiments.results import read_results
-    from hap.experiments.runs import Split, build_task
-    from hap.models import DEFAULT_MODEL_NAME, load_model
+    from hap.experiments.runs import Split, build_task, load_model_at
+    from hap.models import DEFAULT_MODEL_NAME
 
     table = read_results(results)
     table = table[table["task"] == "ioi"]
@@ -262,7 +262,11 @@ def case_study_of_sweep(
     circuits = circuits or results.parent / "circuits"
     if not circuits.is_dir():
         raise UserError(f"no circuits folder {circuits}: run hap bench with --circuits {circuits}")
-    model = load_model(None if models[0] == DEFAULT_MODEL_NAME else models[0], device=device)
+    precisions = sorted(set(table["precision"])) if "precision" in table else ["fp32"]
+    if len(precisions) != 1:
+        raise UserError(f"{results} mixes precisions {precisions}; give one precision's sweep")
+    name = None if models[0] == DEFAULT_MODEL_NAME else models[0]
+    model = load_model_at(name, device, precisions[0])
     graph = Graph.from_model(model)
     sizes = table.iloc[0]  # seed 0's validation split, as the sweep drew it
     split = Split(int(sizes["n_train"]), int(sizes["n_val"]), int(sizes["n_test"]))

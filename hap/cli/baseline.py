@@ -12,6 +12,7 @@ def add(commands) -> None:
     parser = commands.add_parser("baseline", help="full model vs empty circuit on a task")
     common.data(parser)
     common.model(parser)
+    common.precision(parser)
     common.ablation(parser)
     common.flags(parser)
 
@@ -19,10 +20,10 @@ def add(commands) -> None:
 def run(args: argparse.Namespace) -> dict:
     from hap.engine.graph import Graph, UnsupportedArchitecture
     from hap.experiments.baseline import full_model_only, run_baseline
-    from hap.models import load_model
+    from hap.experiments.runs import load_model_at
 
     common.sizes(args)  # a task file or split that cannot serve: refused before the model loads
-    model = load_model(args.model, device=args.device)
+    model = load_model_at(args.model, args.device, args.precision)
     task = common.task(args, model)
     try:
         graph = Graph.from_model(model)

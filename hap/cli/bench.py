@@ -24,6 +24,7 @@ def add(commands) -> None:
     common.data(parser, seed=False, task=False)
     common.task_file_flags(parser)
     common.model(parser)
+    common.precision(parser)
     common.ablation(parser)
     parser.add_argument("--out", type=options.output_file, default=Path("results/sweep.csv"))
     parser.add_argument("--plots", type=options.output_dir, default=Path("plots"))
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> dict:
         model=args.model,
         device=args.device,
         threads=args.threads,
+        precision=args.precision,
         ablation=ablation,
         n_train=args.n_train,
         n_val=args.n_val,

@@ -9,7 +9,8 @@ import sys
 from hap.cli import options
 from hap.engine.ablation import Ablation, check_ablation
 from hap.errors import ConfigError
-from hap.experiments.runs import Split, TaskSpec, build_task
+from hap.experiments.runs import Split, TaskSpec, build_task, load_model_at
+from hap.models import PRECISIONS
 from hap.search.config import parse_settings
 from hap.tasks import BUILTIN_TASKS, FORMATS
 
@@ -33,6 +34,19 @@ def model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument(
         "--threads", type=options.positive_int, default=None, help="torch CPU threads"
+    )
+
+
+def precision(parser: argparse.ArgumentParser) -> None:
+    """--precision, for the commands that load a model and compute with it; recorded with every
+    result they give (hap.experiments.runs.load_model_at)."""
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32 (default): exact float32; tf32: float32 weights, TF32 matmuls on Ampere and "
+        "later GPUs (on a CPU the same as fp32, still recorded as tf32); bf16: bfloat16 weights "
+        "and activations (on a CPU it runs, slowly). Recorded with every result",
     )
 
 
@@ -166,16 +180,16 @@ def task(args: argparse.Namespace, loaded_model, seed: int | None = None):
 
 
 def load(args: argparse.Namespace):
-    """The model the arguments name, and its graph; the task's split sizes are checked first,
-    so a split no task can supply is refused before the model boots."""
+    """The model the arguments name at their --precision, and its graph; the task's split sizes
+    are checked first, so a split no task can supply is refused before the model boots."""
     from hap.engine.graph import Graph
-    from hap.models import load_model, pick_device
+    from hap.models import pick_device
 
     if getattr(args, "task", None):
         task_spec(args).sizes(split(args))  # a split the task cannot supply: refused here
     pick_device(args.device)
 
-    loaded = load_model(args.model, device=args.device)
+    loaded = load_model_at(args.model, args.device, args.precision)
     return loaded, Graph.from_model(loaded)
 
 

@@ -13,6 +13,7 @@ def add(commands) -> None:
     parser = commands.add_parser("discover", help="find a circuit with one backend and evaluate it")
     common.data(parser)
     common.model(parser)
+    common.precision(parser)
     common.ablation(parser)
     parser.add_argument("--method", required=True, help="eap, eap-ig, ep, hap or acdc")
     parser.add_argument("--sparsity", type=options.sparsity, default=0.94, help="in [0, 1)")
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> dict:
         "task": args.task,
         "model": model.name,
         "device": str(next(model.parameters()).device),
+        "precision": result.circuit.details["precision"],
         "seed": args.seed,
         "ablation": ablation,
         **task.record(),

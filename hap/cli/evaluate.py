@@ -15,6 +15,7 @@ def add(commands) -> None:
     parser.add_argument("--circuit", type=options.input_file, required=True)
     common.data(parser)
     common.model(parser)
+    common.precision(parser)
     common.ablation(parser)
     parser.add_argument(
         "--per-prompt",
@@ -87,6 +88,13 @@ def run(args: argparse.Namespace) -> dict:
             file=sys.stderr,
         )
     _note_other_data(circuit, args)
+    found_at = circuit.details.get("precision") if isinstance(circuit.details, dict) else None
+    if found_at and found_at != args.precision:
+        print(
+            f"hap: note: {args.circuit.name} was searched at {found_at}; evaluating at "
+            f"{args.precision} as asked",
+            file=sys.stderr,
+        )
     model, graph = common.load(args)
     check_same_shape(file_graph, graph, args.circuit)
     task = common.task(args, model)
@@ -107,6 +115,8 @@ def run(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "ablation": ablation,
         "recorded_ablation": recorded,
+        "precision": args.precision,
+        "recorded_precision": found_at,
         **task.record(),
         "n_edges": circuit.n_edges,
         "live_edges": live,

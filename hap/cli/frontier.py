@@ -12,6 +12,7 @@ def add(commands) -> None:
     parser = commands.add_parser("frontier", help="time to faithfulness at fixed step budgets")
     common.data(parser, seed=False)
     common.model(parser)
+    common.precision(parser)
     common.ablation(parser)
     parser.add_argument("--methods", type=options.names, default=["ep", "hap", "eap", "eap-ig"])
     parser.add_argument("--sparsity", type=options.sparsity, default=0.94)

@@ -14,6 +14,7 @@ def add(commands) -> None:
     parser.add_argument("--fractions", type=options.fractions, default=None, help="MIB's grid")
     common.data(parser)
     common.model(parser)
+    common.precision(parser)
     common.ablation(parser)
     parser.add_argument("--out", type=options.output_file, default=None, help="JSON summary")
     parser.add_argument("--plot", type=options.output_file, default=None, help="PNG")

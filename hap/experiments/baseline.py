@@ -10,6 +10,7 @@ import torch
 from hap.engine import metrics
 from hap.engine.evaluate import evaluate_circuit
 from hap.engine.graph import Graph
+from hap.experiments.runs import precision_of
 from hap.tasks.base import Task
 
 
@@ -27,6 +28,7 @@ def full_model_only(model, task: Task, reason: str) -> dict:
         "task": task.name,
         "model": model.name,
         "device": str(device),
+        "precision": precision_of(model),
         "n_test": len(data),
         "full_accuracy": float(metrics.accuracy(logits, data).float().mean()),
         "full_logit_diff": float(metrics.logit_diff(logits, data).mean()),
@@ -45,6 +47,7 @@ def run_baseline(model, graph: Graph, task: Task, ablation: str = "corrupted") -
         "task": task.name,
         "model": model.name,
         "device": str(next(model.parameters()).device),
+        "precision": precision_of(model),
         "ablation": ablation,
         "n_edges": graph.n_edges,
         **task.record(),

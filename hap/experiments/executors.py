@@ -53,6 +53,7 @@ def base_row(point: GridPoint, sweep, configs: dict, origin: dict) -> dict:
         "settings": sweep.settings_key,
         "run_key": point.key,
         "ablation": sweep.ablation,
+        "precision": sweep.precision,
         "config": json.dumps(asdict(configs[point.method]), sort_keys=True),
         **sweep.sizes(point.task),
         **origin,
@@ -63,13 +64,14 @@ _WORKER: dict = {}  # per process: the loaded model, its graph and the tasks bui
 
 
 def loaded(sweep):
-    """This process's model and graph for the sweep (loaded once per process and model)."""
+    """This process's model and graph for the sweep (loaded once per process, model, device and
+    precision; the load sets this process's TF32 switch, so a Ray worker gets its own)."""
     from hap.engine.graph import Graph
-    from hap.models import load_model
+    from hap.experiments.runs import load_model_at
 
-    key = (sweep.model, sweep.device)
+    key = (sweep.model, sweep.device, sweep.precision)
     if _WORKER.get("key") != key:
-        model = load_model(sweep.model, device=sweep.device)
+        model = load_model_at(sweep.model, sweep.device, sweep.precision)
         _WORKER.clear()
         _WORKER.update(key=key, model=model, graph=Graph.from_model(model), tasks={})
     return _WORKER["model"], _WORKER["graph"]

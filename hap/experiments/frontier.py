@@ -24,7 +24,7 @@ import numpy as np
 
 from hap.engine.graph import Graph
 from hap.experiments.registry import Backend, get_backend
-from hap.experiments.runs import run_one
+from hap.experiments.runs import precision_of, run_one
 from hap.io.circuit import Circuit
 from hap.search import config as hap_config
 from hap.tasks.base import Task
@@ -229,6 +229,7 @@ def frontier_summary(
         "seeds": list(tasks),
         **next(iter(tasks.values())).record(),  # split sizes drawn; a task file's hash, format
         "device": str(next(model.parameters()).device),
+        "precision": precision_of(model),
         "threads": torch.get_num_threads(),
         "configs": {m: asdict(c) for m, c in configs.items()},
         **result.summary(),

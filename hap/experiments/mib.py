@@ -39,6 +39,7 @@ from hap.engine.graph import Graph
 from hap.engine.live import live_edges
 from hap.errors import RunFailed, UserError
 from hap.experiments.registry import get_backend
+from hap.experiments.runs import precision_of
 from hap.progress import bar
 from hap.tasks.base import Task
 
@@ -258,6 +259,7 @@ def run_mib_summary(
         "selection": "topn (MIB's protocol: top n edges, dangling ones dropped)",
         **task.record(),  # the split sizes drawn, and a task file's path, hash and format
         "device": str(next(model.parameters()).device),
+        "precision": precision_of(model),
         "threads": torch.get_num_threads(),
         "wall_s": time.perf_counter() - start,
         "configs": {m: asdict(c) for m, c in configs.items()},

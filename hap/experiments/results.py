@@ -5,7 +5,8 @@ file opened for appending and flushed to disk, so a killed sweep (even kill -9) 
 the run in flight. A line cut short by a kill is never read as a row: it is dropped when the
 file is read, and cut off before the next append. A results file that cannot be read, or whose
 columns differ (an older version's), is never written to: the sweep stops with an error naming
-it. Each row records the commit and package versions that produced it.
+it; one from before the precision column is read as all fp32, and extended at fp32 only
+(LEGACY_COLUMNS). Each row records the commit and package versions that produced it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ COLUMNS = KEY + [
     "status",
     "error",
     "ablation",
+    "precision",
     "steps",
     "stopped",
     "selection",
@@ -60,6 +62,10 @@ COLUMNS = KEY + [
     "git_commit",
     "versions",
 ]
+# A file written before the precision column: every row ran at fp32. It is read with the column
+# filled in, and extended at fp32 in its own layout (so a sweep begun then can be resumed), but
+# takes no row at another precision.
+LEGACY_COLUMNS = [c for c in COLUMNS if c != "precision"]
 PACKAGES = ("hap-bench", "torch", "transformer-lens", "transformers")
 
 
@@ -99,7 +105,9 @@ def read_results(path: Path) -> pd.DataFrame:
             f"{path} lacks the columns {missing}; it is not a sweep results file of this version "
             "-- move it away or pass another --out"
         )
-    if list(table.columns) != COLUMNS:
+    if list(table.columns) == LEGACY_COLUMNS:
+        table.insert(COLUMNS.index("precision"), "precision", "fp32")
+    elif list(table.columns) != COLUMNS:
         raise ResultsError(
             f"{path} was written with other columns (an older hap-bench?); move it away or pass "
             "another --out -- nothing was overwritten"
@@ -111,19 +119,42 @@ def _one_line(value: object) -> object:
     return " ".join(value.split()) if isinstance(value, str) else value
 
 
+def _header(path: Path) -> list[str] | None:
+    """The file's column names, or None for a missing or empty file."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, newline="", encoding="utf-8", errors="replace") as file:
+        return next(csv.reader([file.readline()]), None)
+
+
+def check_precision(path: Path, precision: str) -> None:
+    """Refuse rows at `precision` for a file from before the precision column (all fp32),
+    before any run: such a file is extended at fp32 only."""
+    if precision != "fp32" and _header(path) == LEGACY_COLUMNS:
+        raise ResultsError(
+            f"{path} was written before the precision column (every row fp32); a {precision} "
+            "run cannot be added to it -- pass another --out"
+        )
+
+
 def append_row(path: Path, row: dict) -> None:
     """Add one row with a single write to the end of the file (header first on a new file),
-    flushed to disk. A partial last line left by a killed writer is cut off first."""
+    flushed to disk, in the file's own layout (LEGACY_COLUMNS for an fp32 row of an old file).
+    A partial last line left by a killed writer is cut off first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    if not path.exists() or path.stat().st_size == 0:
+    header, columns = _header(path), COLUMNS
+    if header is None:
         writer.writerow(COLUMNS)
     else:
+        if header == LEGACY_COLUMNS:
+            check_precision(path, row.get("precision") or "fp32")
+            columns = LEGACY_COLUMNS
         complete = len(_complete_text(path).encode())
         if complete != path.stat().st_size:
             os.truncate(path, complete)
-    writer.writerow([_one_line(row.get(column)) for column in COLUMNS])
+    writer.writerow([_one_line(row.get(column)) for column in columns])
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, buffer.getvalue().encode())
@@ -133,9 +164,19 @@ def append_row(path: Path, row: dict) -> None:
 
 
 def run_key(
-    method: str, task: str, model: str, seed: int, sparsity: float, config, sizes: dict
+    method: str,
+    task: str,
+    model: str,
+    seed: int,
+    sparsity: float,
+    config,
+    sizes: dict,
+    precision: str,
 ) -> str:
-    """The resume key of one run: a hash of everything that decides its result."""
+    """The resume key of one run: a hash of everything that decides its result. The precision
+    is hashed only where it is not fp32, so an fp32 run keeps the key it had before there was a
+    choice (and the circuit files named by it); a bf16 or tf32 run of the same point is another
+    result, under another key."""
     data = {
         "method": method,
         "task": task,
@@ -144,6 +185,7 @@ def run_key(
         "target_sparsity": round(sparsity, 6),
         "config": asdict(config),
         **sizes,
+        **({"precision": precision} if precision != "fp32" else {}),
     }
     return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -1,13 +1,16 @@
-"""One run, built and executed in one place: the task that (task, model, seed, split sizes)
-names, and one method searched, timed and evaluated on it. `hap discover`, `hap bench` (either
-executor), `hap frontier`, `hap baseline`, `hap mib` and the case study all come through here, so
-a prompt set or an evaluation setting cannot drift between commands."""
+"""One run, built and executed in one place: the model at its precision, the task that (task,
+model, seed, split sizes) names, and one method searched, timed and evaluated on it. `hap
+discover`, `hap bench` (either executor), `hap frontier`, `hap baseline`, `hap mib` and the case
+study all come through here, so a prompt set or an evaluation setting cannot drift between
+commands."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from functools import partial
+
+import torch
 
 from hap.engine.evaluate import Evaluation, evaluate_circuit
 from hap.engine.graph import Graph
@@ -61,6 +64,31 @@ class TaskSpec:
     def key(self) -> str:
         """The task's part of a resume key: a file's path, content hash, format, counterfactual."""
         return task_key(self.name, self.format, self.counterfactual)
+
+
+def load_model_at(name: str | None, device: str | None, precision: str = "fp32"):
+    """The model `name` (None: the embedded one) on `device` at `precision`, one of
+    hap.models.PRECISIONS (its dtype, and TF32 matmuls switched on or off for this process),
+    with the precision asked for kept as `model.precision`: every command and sweep worker loads
+    through here, so every result can record what it ran at. On a CPU, tf32 computes exactly as
+    fp32 (the switch is CUDA's) and is still recorded as tf32, as asked."""
+    from hap.models import load_model, precision_dtype
+
+    model = load_model(name, device=device, dtype=precision_dtype(precision))
+    model.precision = precision
+    return model
+
+
+def precision_of(model) -> str:
+    """The precision `model` runs at: the one load_model_at kept, else read off its weights
+    (a model loaded by hand: "bf16", "fp32", or another dtype's own name, e.g. "float64")."""
+    recorded = getattr(model, "precision", None)
+    if isinstance(recorded, str):
+        return recorded
+    dtype = next(model.parameters()).dtype
+    return {torch.bfloat16: "bf16", torch.float32: "fp32"}.get(
+        dtype, str(dtype).removeprefix("torch.")
+    )
 
 
 def build_task(model, name: str | TaskSpec, seed: int, split: Split = Split()) -> Task:
@@ -147,6 +175,7 @@ def run_one(
     run = partial(backend, model, graph, task, sparsity, seed=seed, config=config)
     circuit, cost = measure(run, device)
     circuit.details["task"] = {"name": task.name, "seed": task.seed, **task.record()}
+    circuit.details["precision"] = precision_of(model)
     ablation = config_ablation(config)
     evaluation = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=ablation)
     return RunResult(circuit, evaluation, cost, ablation)

@@ -2,16 +2,17 @@
 
 Re-running the same sweep skips every run whose resume key is already in the results file
 (hap.experiments.results): the key hashes the method, task, model, seed, target, the backend's
-resolved config (ablation and selection included) and the split sizes, so a changed setting
-reruns its rows instead of silently reusing old ones, and a grid never holds two points with one
-key. Where the runs execute is the executor's business (hap.experiments.executors: this process,
-or Ray tasks); the file and the resumption are this module's. A run that fails (a search whose
-loss turned NaN, `hap.errors.RunFailed`; on Ray also a task that raised or lost its worker
-twice) is a row with status "failed" and its reason in `error`, its metric columns empty; the
-sweep goes on, and a rerun does not repeat it (delete its row to retry). A Ray attempt that
-failed and was resubmitted leaves a row with status "retried" before the row of its retry. The
-seed fixes both the task's prompt sample and the method's randomness, so the seed bands in the
-plots cover data and optimisation noise together.
+resolved config (ablation and selection included), the split sizes and the precision (where not
+fp32: an fp32 key is the one it was before the choice), so a changed setting reruns its rows
+instead of silently reusing old ones, and a grid never holds two points with one key. Where the
+runs execute is the executor's business (hap.experiments.executors: this process, or Ray tasks);
+the file and the resumption are this module's. A run that fails (a search whose loss turned NaN,
+`hap.errors.RunFailed`; on Ray also a task that raised or lost its worker twice) is a row with
+status "failed" and its reason in `error`, its metric columns empty; the sweep goes on, and a rerun
+does not repeat it (delete its row to retry). A Ray attempt that failed and was resubmitted leaves
+a row with status "retried" before the row of its retry. The seed fixes both the task's prompt
+sample and the method's randomness, so the seed bands in the plots cover data and optimisation
+noise together.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from hap.errors import ConfigError
 from hap.experiments.registry import check_validation, resolve_settings
 from hap.experiments.results import (
     append_row,
+    check_precision,
     provenance,
     read_results,
     run_key,
@@ -37,7 +39,7 @@ from hap.experiments.results import (
 )
 from hap.experiments.runs import Split, TaskSpec
 from hap.io.atomic import atomic_write
-from hap.models import model_name
+from hap.models import PRECISIONS, model_name
 from hap.models.loader import pick_device
 from hap.progress import bar
 from hap.search.selection import edges_for_sparsity
@@ -53,6 +55,7 @@ class SweepConfig:
     model: str | None = None
     device: str | None = None
     threads: int | None = None  # torch CPU threads; None leaves the process's setting alone
+    precision: str = "fp32"  # hap.models.PRECISIONS: the dtype every worker loads the model in
     ablation: str = "corrupted"  # what removed edges carry, in every search and evaluation
     n_train: int | None = None  # None: the task's default (hap.experiments.runs.Split)
     n_val: int | None = None
@@ -66,8 +69,13 @@ class SweepConfig:
 
     def resolve(self) -> dict:
         """Each method's typed config (the sweep's ablation applied to every method); raises
-        for an unknown method, setting, sparsity or task, a task file that cannot be read, a
-        split a task cannot supply, or a device this machine lacks: before any model loads."""
+        for an unknown method, setting, sparsity, task or precision, a task file that cannot be
+        read, a split a task cannot supply, or a device this machine lacks: before any model
+        loads."""
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
         settings = {**self.settings, "ablation": self.ablation}
         configs = resolve_settings(list(self.methods), settings)
         probe = Graph(1, 1)
@@ -118,6 +126,7 @@ def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.D
     configs = config.resolve()
     executor.check()
     table = read_results(config.out)  # a corrupt file stops us here, unwritten
+    check_precision(config.out, config.precision)
     done = set(table.loc[table["status"].isin(["ok", "failed"]), "run_key"])
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -128,7 +137,9 @@ def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.D
         for seed in config.seeds:
             for sparsity in config.sparsities:
                 for method in config.methods:
-                    key = run_key(method, data, name, seed, sparsity, configs[method], sizes)
+                    key = run_key(
+                        method, data, name, seed, sparsity, configs[method], sizes, config.precision
+                    )
                     if key not in done:
                         plan.setdefault(key, GridPoint(task, seed, sparsity, method, key))
     if plan and any(is_task_file(t) for t in config.tasks):
