@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +194,24 @@ def test_broken_files_are_one_line_errors(tmp_path, graph):
     for name, message in expected.items():
         with pytest.raises(CircuitFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
             read_circuit(tmp_path / name, graph)
+
+
+MIB_CIRCUIT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mib-ioi-gpt2-eap-ig.json"
+
+
+@pytest.mark.skipif(not MIB_CIRCUIT.exists(), reason="../shared/data is not beside the checkout")
+def test_node_view_bundles_mibs_published_circuit(tmp_path, capsys):
+    """MIB's 756-edge GPT-2 IOI circuit: every kept edge lands in exactly one node-pair bundle,
+    the node view draws it, and --top keeps the heaviest bundles."""
+    from hap.analysis.draw import bundles, circuit_graph
+    from hap.cli import main
+
+    circuit, graph = read_circuit(MIB_CIRCUIT)
+    weights = bundles(circuit_graph(graph, circuit))
+    assert sum(count for count, _ in weights.values()) == circuit.n_edges == 756
+    assert len(weights) < circuit.n_edges and max(c for c, _ in weights.values()) == 3
+    out = tmp_path / "nodes.png"
+    assert main(["draw", str(MIB_CIRCUIT), "--view", "nodes", "--top", "80", "-o", str(out)]) == 0
+    assert out.stat().st_size > 20_000
+    assert main(["draw", str(MIB_CIRCUIT), "--top", "80", "-o", str(out)]) == 2
+    assert "--view nodes" in capsys.readouterr().err

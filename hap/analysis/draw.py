@@ -6,6 +6,12 @@ apart (solid, dashed, dotted), other edges are grey; edge width follows |score| 
 has scores; nodes are coloured by role when a roles table (hap.analysis.roles) is given. Where Graphviz's
 `dot` program and the pydot package are installed, `layout="dot"` uses Graphviz's layered layout
 instead of the fixed grid. Pure Python otherwise: nothing to install system-wide.
+
+At the sizes circuits are published (MIB's GPT-2 IOI circuits hold hundreds of edges) the edge
+view is a hairball, so `view="nodes"` draws one straight bundle per (sender node, receiver node)
+pair, its width the number of kept edges it holds (a head's q, k and v count apart) and its
+opacity its share of the score mass, with nodes sized by the kept edges they touch; `top` keeps
+only the heaviest bundles.
 """
 
 from __future__ import annotations
@@ -134,12 +140,83 @@ def draw_circuit(
     ax.set_axis_off()
 
 
-def _legend(fig: Figure, roles: dict[str, str] | None) -> None:
-    handles = [
-        Line2D([0], [0], color=color, linestyle=style, label=f"into {part}")
-        for part, (style, color) in QKV_STYLE.items()
+def bundles(g: nx.DiGraph) -> dict[tuple[str, str], tuple[int, float]]:
+    """(sender, receiver node) -> (kept edges in the bundle, their summed finite |score|)."""
+    out = {}
+    for sender, receiver, data in g.edges(data=True):
+        mass = sum(abs(s) for _, s in data["parts"] if s is not None and math.isfinite(s))
+        out[sender, receiver] = (len(data["parts"]), mass)
+    return out
+
+
+def draw_nodes(
+    ax,
+    graph: Graph,
+    circuit: Circuit,
+    roles: dict[str, str] | None = None,
+    title: str = "",
+    layout: str = "grid",
+    top: int | None = None,
+) -> None:
+    """The node-level view of `circuit` on `ax` (module docstring)."""
+    g = circuit_graph(graph, circuit)
+    roles = roles or {}
+    pos = _positions(graph, g, layout)
+    weights = bundles(g)
+    ranked = sorted(weights, key=lambda pair: weights[pair][::-1], reverse=True)
+    shown = ranked[:top] if top else ranked
+    most = max((weights[p][0] for p in shown), default=1)
+    heaviest = max((weights[p][1] for p in shown), default=0.0)
+    for pair in reversed(shown):  # the heaviest drawn last, on top
+        count, mass = weights[pair]
+        share = mass / heaviest if heaviest else 1.0
+        nx.draw_networkx_edges(
+            g,
+            pos,
+            edgelist=[pair],
+            ax=ax,
+            edge_color="#4c4c4c",
+            width=0.4 + 2.6 * count / most,
+            alpha=0.15 + 0.7 * share,
+            arrows=True,
+            arrowsize=6,
+            node_size=300,
+        )
+    touched = {node: 0 for node in g.nodes}
+    for (sender, receiver), (count, _) in weights.items():
+        touched[sender] += count
+        touched[receiver] += count
+    busiest = max(touched.values(), default=1)
+    colors = [
+        ROLE_COLORS.get(roles[n], NODE_COLORS["head"])
+        if n in roles
+        else NODE_COLORS[n if n in ("input", "logits") else "mlp" if n.startswith("m") else "head"]
+        for n in g.nodes
     ]
-    handles.append(Line2D([0], [0], color="#7f7f7f", label="into an MLP or the logits"))
+    sizes = [120 + 600 * touched[n] / busiest for n in g.nodes]
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=sizes, edgecolors="black")
+    nx.draw_networkx_labels(g, pos, ax=ax, font_size=5)
+    kept = f"{len(shown)} of {len(ranked)} node pairs" if top and top < len(ranked) else (
+        f"{len(ranked)} node pairs"
+    )
+    ax.set_title(
+        (title or f"{circuit.method}: {circuit.n_edges} edges") + f" ({kept})", fontsize=9
+    )
+    ax.set_axis_off()
+
+
+def _legend(fig: Figure, roles: dict[str, str] | None, view: str = "edges") -> None:
+    if view == "nodes":
+        handles = [
+            Line2D([0], [0], color="#4c4c4c", linewidth=3, label="wider: more kept edges"),
+            Line2D([0], [0], color="#4c4c4c", alpha=0.3, label="fainter: less score mass"),
+        ]
+    else:
+        handles = [
+            Line2D([0], [0], color=color, linestyle=style, label=f"into {part}")
+            for part, (style, color) in QKV_STYLE.items()
+        ]
+        handles.append(Line2D([0], [0], color="#7f7f7f", label="into an MLP or the logits"))
     shown = sorted(set((roles or {}).values()), key=list(ROLE_COLORS).index)
     handles += [Patch(color=ROLE_COLORS[r], label=r) for r in shown if r in ROLE_COLORS]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=7)
@@ -152,13 +229,18 @@ def draw_circuits(
     roles: dict[str, str] | None = None,
     layout: str = "grid",
     suptitle: str = "",
+    view: str = "edges",
+    top: int | None = None,
 ) -> Path:
-    """One PNG with each (title, circuit) side by side."""
+    """One PNG with each (title, circuit) side by side, in the edge or the node view."""
     fig = Figure(figsize=(6.5 * len(panels), 6.5))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, circuit) in zip(axes, panels):
-        draw_circuit(ax, graph, circuit, roles, title, layout)
-    _legend(fig, roles)
+        if view == "nodes":
+            draw_nodes(ax, graph, circuit, roles, title, layout, top)
+        else:
+            draw_circuit(ax, graph, circuit, roles, title, layout)
+    _legend(fig, roles, view)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hap.cli import common, options
+from hap.errors import UserError
 
 
 def add(commands) -> None:
@@ -15,6 +16,19 @@ def add(commands) -> None:
     parser.add_argument("--title", default=None)
     parser.add_argument(
         "--layout", default="grid", choices=["grid", "dot"], help="dot: Graphviz's, if installed"
+    )
+    parser.add_argument(
+        "--view",
+        default="edges",
+        choices=["edges", "nodes"],
+        help="edges: every kept edge, q/k/v apart; nodes: one bundle per node pair, weighted by "
+        "its kept edges (readable at hundreds of edges)",
+    )
+    parser.add_argument(
+        "--top",
+        type=options.positive_int,
+        default=None,
+        help="node view: draw only the N heaviest bundles",
     )
     common.flags(parser)
 
@@ -27,5 +41,9 @@ def run(args: argparse.Namespace) -> dict:
     circuit, graph = read_circuit(args.circuit)
     roles = read_roles(args.roles) if args.roles else None
     title = args.title or f"{circuit.method}: {circuit.n_edges} edges ({args.circuit.name})"
-    path = draw_circuits([(title, circuit)], graph, args.output, roles, args.layout)
+    if args.top and args.view != "nodes":
+        raise UserError("--top applies to the node view: add --view nodes")
+    path = draw_circuits(
+        [(title, circuit)], graph, args.output, roles, args.layout, view=args.view, top=args.top
+    )
     return {"circuit": str(args.circuit), "output": str(path), "n_edges": circuit.n_edges}
