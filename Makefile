@@ -7,6 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 THREADS ?= 2
+# The torch requirement pip is given first. A GPU machine whose pip would find a CPU wheel (as
+# here) takes a CUDA build with e.g. TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130".
+TORCH ?= torch==2.13.0
 
 .PHONY: setup setup-real test test-cluster bench bench-real bench-runtime bench-scale calibrate speedup-reference lint model clean
 
@@ -15,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[dev,bench]"
 	touch $(STAMP)
 

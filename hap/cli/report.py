@@ -16,7 +16,13 @@ def add(commands) -> None:
     parser.add_argument("--plots", type=Path, default=None, help="PNGs to embed in --html")
     parser.add_argument("--out", type=options.output_file, default=None, help="Markdown file")
     parser.add_argument("--html", type=options.output_file, default=None, help="HTML page")
-    parser.add_argument("--readme", type=Path, default=None, help="refresh its generated blocks")
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="Markdown files (the README, docs/*.md) whose generated blocks to refresh",
+    )
     parser.add_argument("--check", action="store_true", help="with --readme: only compare")
     common.flags(parser)
 
@@ -38,16 +44,19 @@ def run(args: argparse.Namespace) -> dict:
         page = html_page(args.results, args.plots).encode()
         atomic_write(args.html, lambda f: f.write(page))
     stale: list[str] = []
-    if args.readme:
-        if not args.readme.is_file():
-            raise UserError(f"{args.readme} is not a file")
-        old = args.readme.read_text()
-        stale = [n for n, body in readme_blocks(old).items() if generated.get(n, body) != body]
-        if stale and args.check:
-            raise RunFailed(f"{args.readme}: generated blocks differ from {args.results}: {stale}")
-        if stale:
+    pages = args.readme or []
+    for page in pages:
+        if not page.is_file():
+            raise UserError(f"{page} is not a file")
+    for page in pages:
+        old = page.read_text()
+        here = [n for n, body in readme_blocks(old).items() if generated.get(n, body) != body]
+        if here and args.check:
+            raise RunFailed(f"{page}: generated blocks differ from {args.results}: {here}")
+        if here:
             new = fill_readme(old, generated).encode()
-            atomic_write(args.readme, lambda f: f.write(new))
+            atomic_write(page, lambda f, new=new: f.write(new))
+        stale += here
     if not (args.out or args.json or args.readme):
         print(text, end="")
     return {"results": str(args.results), "blocks": sorted(generated), "readme_updated": stale}
