@@ -267,3 +267,21 @@ def test_eap_scores_are_minus_the_mask_gradient_at_one(which, ablation, request)
     (value / len(batch)).backward()
     assert scores.abs().max() > 1e-4  # random 2-layer models' scores are small
     assert (scores + mask.grad).abs().max() < 1e-5 * max(1.0, float(scores.abs().max()))
+
+
+def test_a_step_returns_its_buffers_while_the_loss_is_still_held(trained):
+    """After the backward, the stream's delta and gradient buffers are back in the engine's
+    spare list although the caller still holds the loss (and so the autograd nodes): the next
+    step reuses them instead of allocating a third and fourth."""
+    model, graph, batch = trained
+    _, baseline = fixed_references(model, graph, batch, "corrupted", batch)
+    forward = EdgeMaskedForward(model, graph)
+    mask = torch.full((graph.n_edges,), 0.5, requires_grad=True)
+    loss = _objective(forward(batch.clean, mask, baseline), batch)
+    loss.backward()
+    assert len(forward._spare) == 2
+    kept = {t.data_ptr() for t in forward._spare}
+    again = _objective(forward(batch.clean, mask, baseline), batch)
+    again.backward()
+    assert {t.data_ptr() for t in forward._spare} == kept
+    assert loss.requires_grad  # still held

@@ -114,7 +114,10 @@ class _Write(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, _token):
-        stream = ctx.stream
+        # Each backward drops its node's hold on the stream: once the last one has run, the
+        # stream's buffers go back to the engine's spare list (Stream.__del__) for the next step,
+        # even while the caller still holds the loss (and so these nodes).
+        stream, ctx.stream = ctx.stream, None
         if stream.grads is None:
             return None, None, None, None, None, None
         n = ctx.own_shape[0]
@@ -166,6 +169,7 @@ class _Read(torch.autograd.Function):
     def backward(ctx, *grads):
         (weights,) = ctx.saved_tensors
         stream, plan, selection = ctx.stream, ctx.plan, ctx.selection
+        ctx.stream = None  # see _Write.backward
         grad_out = grads[0] if len(grads) == 1 else torch.cat(grads, 0)
         grad_weights = None
         if ctx.needs_input_grad[0]:
