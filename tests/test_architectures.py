@@ -143,6 +143,14 @@ def test_parallel_blocks_drop_the_head_to_own_mlp_edges(shapes):
     assert Graph(6, 8, parallel=True).n_edges == edge_count(6, 8, parallel=True) == 3580
 
 
+@torch.no_grad()
+def _without(model, graph, batch, baseline, edge: str):
+    """The engine's logits on the clean prompts with every edge kept but `edge`."""
+    mask = torch.ones(graph.n_edges)
+    mask[graph.edge_names().index(edge)] = 0
+    return EdgeMaskedForward(model, graph)(batch.clean, mask, baseline)
+
+
 def test_parallel_mlp_edge_equals_a_hand_written_patch(shapes):
     """Removing input -> m0 in a parallel block patches the MLP's read of the block input alone;
     the layer's attention still reads the clean input."""
@@ -155,10 +163,7 @@ def test_parallel_mlp_edge_equals_a_hand_written_patch(shapes):
     expected = model.run_with_hooks(
         batch.clean, fwd_hooks=[("blocks.0.hook_mlp_in", lambda value, hook: value - delta)]
     )
-    mask = torch.ones(graph.n_edges)
-    mask[graph.edge_names().index("input->m0")] = 0
-    with torch.no_grad():
-        got = EdgeMaskedForward(model, graph)(batch.clean, mask, baseline)
+    got = _without(model, graph, batch, baseline, "input->m0")
     assert (got - expected).abs().max() < 1e-4
     assert (expected - clean).abs().max() > 1e-4
 
@@ -183,10 +188,7 @@ def test_post_norm_head_edge_equals_a_hand_written_patch(shapes):
     linear = model.run_with_hooks(
         batch.clean, fwd_hooks=[("blocks.1.hook_mlp_in", lambda value, hook: value - delta)]
     )
-    mask = torch.ones(graph.n_edges)
-    mask[graph.edge_names().index("a0.h1->m1")] = 0
-    with torch.no_grad():
-        got = EdgeMaskedForward(model, graph)(batch.clean, mask, baseline)
+    got = _without(model, graph, batch, baseline, "a0.h1->m1")
     assert (got - expected).abs().max() < 1e-4
     assert (expected - clean).abs().max() > 1e-4
     assert (linear - expected).abs().max() > 1e-4
