@@ -15,6 +15,8 @@
     hap frontier [--methods ep,hap,eap,eap-ig] [--task ioi] [--sparsity 0.94]
                  [--budgets 25,50,100,200,400] [--n-seeds 3] [--out F.json] [--plot F.png] [--json]
     hap models [--json]
+    hap plan [--methods eap,eap-ig,ep,hap] [--model NAME|PATH] [--task T] [--batch-size B]
+             [--device cpu|cuda] [--precision fp32|tf32|bf16] [--memory-limit 40GB] [--time] [--json]
     hap report [RESULTS_DIR] [--out F.md] [--html F.html --plots DIR] [--readme README.md [--check]]
     hap task check PATH [--model NAME|PATH] [--task-format F] [--counterfactual COLUMN] [--json]
 
@@ -53,6 +55,7 @@ from hap.cli import (
     frontier,
     mib,
     models,
+    plan,
     report,
     task,
 )
@@ -69,12 +72,13 @@ COMMANDS = {
     "mib": mib,
     "frontier": frontier,
     "models": models,
+    "plan": plan,
     "draw": draw,
     "case-study": case_study,
     "task": task,
     "report": report,
 }
-PRINTS_ITS_TABLE = ("frontier", "models", "mib", "task", "report")
+PRINTS_ITS_TABLE = ("frontier", "models", "mib", "task", "report", "plan")
 
 
 def build_parser() -> common.Parser:
