@@ -263,12 +263,12 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, methods[0], batches[0], args.device)))
         return
-    from hap.experiments.plan import PROCESS_MB
+    from hap.experiments.plan import MB, process_bytes
 
     if args.reestimate:
         report = json.loads(args.out.read_text())
         report["rows"] = reestimate(args.out)
-        report["process_mb"] = PROCESS_MB
+        report["process_mb"] = round(process_bytes() / MB, 1)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         print(table(report["rows"]))
         return
@@ -289,7 +289,7 @@ def main() -> None:
         "torch": torch.__version__,
         "memory": "max_memory_allocated" if args.device.startswith("cuda") else "peak RSS",
         "malloc": {"MALLOC_MMAP_THRESHOLD_": MEMORY_ENV["MALLOC_MMAP_THRESHOLD_"]},
-        "process_mb": PROCESS_MB,
+        "process_mb": round(process_bytes() / MB, 1),
         "steps": STEPS,
         "rows": rows,
     }

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from hap.engine.ablation import run_activations
-from hap.engine.graph import Graph, UnsupportedArchitecture, _check_decomposition, edge_count
+from hap.engine.graph import Graph, UnsupportedArchitecture, edge_count
 from hap.engine.patching import EdgeMaskedForward
 from hap.models import load_model
 from hap.models.architectures import ARCHITECTURES

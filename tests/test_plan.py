@@ -195,3 +195,19 @@ def test_text_output(capsys):
     assert main(["plan", "--methods", "eap", "--device", "cpu", "--memory-limit", "40GB"]) == 0
     out = capsys.readouterr().out
     assert "largest batch" in out and "bridge activations" in out and "checkpoint mapping" in out
+
+
+def test_the_process_footprint_is_measured_once_per_environment(tmp_path, monkeypatch):
+    from hap.experiments import footprint
+
+    monkeypatch.setenv("HAP_CACHE", str(tmp_path))
+    (tmp_path / "process-footprint.json").write_text("{not json")
+    measured = footprint.booted_rss_mb()  # a damaged cache is measured afresh
+    # a Python with torch, transformers and a booted bridge holds some hundreds of MB
+    assert 150 < measured < 4000
+    cache = json.loads((tmp_path / "process-footprint.json").read_text())
+    assert cache == {footprint.environment_key(): measured}
+    # the next plan reads the figure instead of probing again
+    cache[footprint.environment_key()] = 1234.5
+    (tmp_path / "process-footprint.json").write_text(json.dumps(cache))
+    assert footprint.booted_rss_mb() == 1234.5

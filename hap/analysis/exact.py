@@ -89,8 +89,8 @@ def compute_effects(
     upstream of r, so y_s is the clean run's. That lets `chunk` edges share one forward: the
     prompts are repeated once per edge and each copy's receiver input loses its own edge's delta
     (one clean forward, no masks). With post-attention norms a head's removal takes
-    norm(pre) - norm(pre - delta) from the receiver, pre its layer's clean pre-norm sum. `exact_reference` is the one-masked-forward-per-edge
-    definition it is tested against."""
+    norm(pre) - norm(pre - delta) from the receiver, pre its layer's clean pre-norm sum.
+    `exact_reference` is the one-masked-forward-per-edge definition it is tested against."""
     from hap.engine.ablation import receiver_hooks
 
     device = next(model.parameters()).device

@@ -11,8 +11,9 @@ holds T = B P positions; b bytes per element (4 for fp32 and tf32, 2 for bf16). 
   GPT-2); a grouped-K/V checkpoint is read through its file mapping and ungrouped into a new
   model, so its file and a third copy are alive too (measured on SmolLM2's shape).
 - process (CPU only): Python with torch, transformers and TransformerLens imported and the
-  modules a model's boot adds, PROCESS_MB resident (the embedded model's process less its
-  parameters and weights file; benchmarks/plan_check.py reports the measured figure).
+  modules a model's boot adds: measured on this machine (hap.experiments.footprint: a fresh
+  interpreter boots the embedded model; its resident set less that model's own resident parts
+  by these formulas), cached per interpreter and library versions.
 - checkpoint mapping (CPU, GPT-2 at its checkpoint's dtype): the bridge keeps GPT-2's fused
   q/k/v projection as a view of the memory-mapped weight file, so the file stays mapped, and
   every page was read: its size is resident (file pages the kernel may drop under pressure, but
@@ -64,6 +65,7 @@ blocks get the same formulas (plus the norms' baselines), uncalibrated.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -73,7 +75,6 @@ from hap.engine.graph import Graph
 from hap.errors import UserError
 
 MB = 2**20
-PROCESS_MB = 460  # imports (430 MB) and what a boot adds (plan_check.py: setup of "default")
 WORKING_MB = 8  # a phase's small tensors, index buffers and thread arenas (plan_check.py: 1-17)
 EVAL_BATCH = 64  # hap.engine.evaluate.evaluate_circuit's batch size
 ENGINE_BUFFERS = 2  # the stream's deltas and their gradients (`engine_positions`)
@@ -545,6 +546,32 @@ def _load(shape: ModelShape, b: int, on_cpu: bool) -> Phase:
     return Phase("load", tuple(parts))
 
 
+def _model_resident(shape: ModelShape, b: int, on_cpu: bool) -> list[Part]:
+    """What the loaded model itself keeps resident: its parameters and, on a CPU, the weight
+    files that a fused q/k/v projection's views keep mapped."""
+    n_params, mapped = shape.n_params, ""
+    views = on_cpu and shape.fused_qkv_params and shape.weights_dtype == _DTYPE_NAMES[b]
+    if views:
+        n_params -= shape.fused_qkv_params
+        mapped = f" (less the fused q/k/v's {shape.fused_qkv_params:,}, views of the mapping)"
+    resident = [Part("parameters", n_params * b, f"{n_params:,} bridge parameters x {b} B{mapped}")]
+    if views:
+        mapping = "weight files, kept mapped by the fused q/k/v's views"
+        resident.insert(0, Part("checkpoint mapping", shape.weights_bytes, mapping))
+    return resident
+
+
+@functools.cache
+def process_bytes() -> int:
+    """The process's own resident bytes on this machine: a fresh interpreter that booted the
+    embedded model (hap.experiments.footprint), less that model's resident parts."""
+    from hap.experiments.footprint import booted_rss_mb
+
+    default = read_model(None).shape
+    model = sum(p.bytes for p in _model_resident(default, 4, on_cpu=True))
+    return max(0, int(booted_rss_mb() * MB) - model)
+
+
 def estimate(
     shape: ModelShape,
     widths: Widths,
@@ -571,17 +598,9 @@ def estimate(
     batch_size = int(search.batch_size)
     notes: list[str] = []
     on_cpu = device.split(":")[0] == "cpu"
-    n_params, mapped = shape.n_params, ""
-    views = on_cpu and shape.fused_qkv_params and shape.weights_dtype == _DTYPE_NAMES[b]
-    if views:
-        n_params -= shape.fused_qkv_params
-        mapped = f" (less the fused q/k/v's {shape.fused_qkv_params:,}, views of the mapping)"
-    resident = [Part("parameters", n_params * b, f"{n_params:,} bridge parameters x {b} B{mapped}")]
-    if views:
-        mapping = "weight files, kept mapped by the fused q/k/v's views"
-        resident.insert(0, Part("checkpoint mapping", shape.weights_bytes, mapping))
+    resident = _model_resident(shape, b, on_cpu)
     if on_cpu:
-        resident.insert(0, Part("process", PROCESS_MB * MB, "python, torch, transformers, TL"))
+        resident.insert(0, Part("process", process_bytes(), "python, torch, transformers, TL"))
         notes.append(
             "CPU: live memory; with glibc's defaults freed blocks of up to 32 MB stay in its "
             "heap and the resident set can sit well above (MALLOC_TRIM_THRESHOLD_=0 makes it "
