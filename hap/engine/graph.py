@@ -23,7 +23,8 @@ query head's k/v input carries its own masked mix, exactly). With L layers and H
 
 (GPT-2 small 32,491; Qwen2.5-0.5B 179,749; SmolLM2-135M 123,211). A parallel block drops the
 L H head -> own-MLP edges (Pythia-70M's shape, 6 layers x 8 heads: 3,580 edges; 3,628 if it were
-sequential). `edge_count` also gives the grouped convention's count (k and v per KV head), which the engine does not offer.
+sequential). `edge_count` also gives the grouped convention's count (k and v per KV head), which
+the engine does not offer.
 
 A circuit is a boolean vector over edges; `edge_sender` / `edge_receiver` index the dense
 [n_senders, n_receivers] view used by the patching engine and the attribution scores.
