@@ -85,9 +85,15 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         ),
         "acdc on mib": (["mib", "--methods", "eap,acdc"], "acdc's threshold"),
         "frontier without hap": (["frontier", "--methods", "ep,eap"], "must include both"),
-        "unknown task": (["discover", "--method", "eap", "--task", "nope"], "neither a built-in task"),
+        "unknown task": (
+            ["discover", "--method", "eap", "--task", "nope"],
+            "neither a built-in task",
+        ),
         "ray flag, local run": (["bench", "--cpus-per-run", "2"], "applies to --executor ray only"),
-        "no validation": (["bench", "--methods", "eap,ep", "--n-val", "0"], "no validation prompts"),
+        "no validation": (
+            ["bench", "--methods", "eap,ep", "--n-val", "0"],
+            "no validation prompts",
+        ),
         "huge split": (
             ["discover", "--method", "eap", "--n-test", "100000000"],
             "a task draws at most 100,000",
@@ -96,8 +102,14 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
             ["bench", "--methods", "eap", "--tasks", "gendered-pronoun", "--n-test", "4000"],
             "has only 3,120 distinct prompts",
         ),
-        "device tpu": (["discover", "--method", "eap", "--device", "tpu"], "is not a device: choose cpu"),
-        "sweep device tpu": (["bench", "--methods", "eap", "--device", "tpu"], "is not a device: choose cpu"),
+        "device tpu": (
+            ["discover", "--method", "eap", "--device", "tpu"],
+            "is not a device: choose cpu",
+        ),
+        "sweep device tpu": (
+            ["bench", "--methods", "eap", "--device", "tpu"],
+            "is not a device: choose cpu",
+        ),
         "old results": (
             ["bench", "--methods", "eap", "--out", str(results)],
             "not a sweep results",

@@ -211,3 +211,47 @@ def test_the_process_footprint_is_measured_once_per_environment(tmp_path, monkey
     cache[footprint.environment_key()] = 1234.5
     (tmp_path / "process-footprint.json").write_text(json.dumps(cache))
     assert footprint.booted_rss_mb() == 1234.5
+
+
+def test_a_run_that_will_not_fit_is_refused_before_the_model_loads(monkeypatch, capsys, planned):
+    """The plan's peak against the free memory: refused in one line with a batch size that
+    fits by the same estimate; --no-memory-check runs regardless. The machine's free memory is
+    set (a CPU with 24 GB fits every run on the embedded model)."""
+    from hap.experiments import preflight
+
+    own = 50 * 2**20
+    config = get_backend("ep").config({"steps": "2"})
+    widths = plan.task_widths(planned, "ioi", 0, Split())
+    at = {"device": "cpu", "process": own}
+    peak = {
+        b: plan.estimate(
+            planned.shape, widths, "ep", plan.with_batch_size(config, b), **at
+        ).peak_bytes
+        for b in (8, 32)
+    }
+    room = peak[8] + (peak[32] - peak[8]) // 4  # 8 fits; the default 32 does not, even at +10%
+    assert peak[32] > room * 1.1
+    monkeypatch.setattr(preflight, "free_memory", lambda device: (room - own, own))
+    loaded = []
+
+    class Loading(Exception):
+        pass
+
+    def load(*args):
+        loaded.append(args)
+        raise Loading
+
+    monkeypatch.setattr("hap.cli.common.load_model_at", load)
+    argv = ["discover", "--method", "ep", "--set", "steps=2", "--quiet", "--device", "cpu"]
+    assert main(argv) == 2 and not loaded
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "no-memory-check" in message, message
+    suggested = int(message.split("--set batch_size=")[1].split()[0])
+    fits = plan.with_batch_size(config, suggested)
+    assert plan.estimate(planned.shape, widths, "ep", fits, **at).peak_bytes <= room
+    too_big = plan.with_batch_size(config, suggested + 1)
+    assert plan.estimate(planned.shape, widths, "ep", too_big, **at).peak_bytes > room
+    # past the check, the run goes on to load the model
+    with pytest.raises(Loading):
+        main([*argv, "--no-memory-check"])
+    assert loaded

@@ -196,12 +196,12 @@ def draw_nodes(
     sizes = [120 + 600 * touched[n] / busiest for n in g.nodes]
     nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=sizes, edgecolors="black")
     nx.draw_networkx_labels(g, pos, ax=ax, font_size=5)
-    kept = f"{len(shown)} of {len(ranked)} node pairs" if top and top < len(ranked) else (
-        f"{len(ranked)} node pairs"
+    kept = (
+        f"{len(shown)} of {len(ranked)} node pairs"
+        if top and top < len(ranked)
+        else (f"{len(ranked)} node pairs")
     )
-    ax.set_title(
-        (title or f"{circuit.method}: {circuit.n_edges} edges") + f" ({kept})", fontsize=9
-    )
+    ax.set_title((title or f"{circuit.method}: {circuit.n_edges} edges") + f" ({kept})", fontsize=9)
     ax.set_axis_off()
 
 

@@ -16,7 +16,10 @@ def add(commands) -> None:
     parser = commands.add_parser("bench", help="sweep backends x sparsities x seeds; plots")
     parser.add_argument("--methods", type=options.names, default=["eap", "eap-ig", "ep", "hap"])
     parser.add_argument(
-        "--tasks", type=options.names, default=["ioi"], help="built-in names or task files, comma-separated"
+        "--tasks",
+        type=options.names,
+        default=["ioi"],
+        help="built-in names or task files, comma-separated",
     )
     parser.add_argument("--sparsities", type=options.sparsities, default=None)
     common.seeds(parser, None)
@@ -25,6 +28,7 @@ def add(commands) -> None:
     common.task_file_flags(parser)
     common.model(parser)
     common.precision(parser)
+    common.memory_check(parser)
     common.ablation(parser)
     parser.add_argument("--out", type=options.output_file, default=Path("results/sweep.csv"))
     parser.add_argument("--plots", type=options.output_dir, default=Path("plots"))
@@ -97,7 +101,9 @@ def run(args: argparse.Namespace) -> dict:
         out=args.out,
         circuits=args.circuits or args.out.parent / "circuits",
     )
-    config.resolve()  # a bad method, setting or key fails before the model loads
+    configs = config.resolve()  # a bad method, setting or key fails before the model loads
+    if args.executor == "local":  # a cluster's workers have memory of their own
+        common.check_memory(args, configs, min(sparsities), tasks=list(args.tasks))
     table = run_sweep(config, progress=not args.quiet, executor=executor(args))
     ok = table[table["status"] == "ok"]
     plots = plot_all(ok, args.plots) if len(ok) else []
@@ -105,7 +111,9 @@ def run(args: argparse.Namespace) -> dict:
     shown = sys.stderr if args.json else sys.stdout
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         print(summary(table).to_string(index=False), file=shown)
-        print("\nareas over the swept sparsities only (not MIB's CPR/CMD: see `hap mib`):", file=shown)
+        print(
+            "\nareas over the swept sparsities only (not MIB's CPR/CMD: see `hap mib`):", file=shown
+        )
         print(swept_areas(table).round(3).to_string(index=False), file=shown)
         if len(failed):
             print(f"\n{len(failed)} run(s) failed:", file=shown)

@@ -37,6 +37,49 @@ def model(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def memory_check(parser: argparse.ArgumentParser) -> None:
+    """--memory-margin / --no-memory-check: the run's planned peak memory against the device's
+    free memory, before the model loads (hap.experiments.preflight)."""
+    parser.add_argument(
+        "--memory-margin",
+        type=options.nonnegative_float,
+        default=0.1,
+        help="refuse a run whose planned peak memory exceeds the free memory by more than this "
+        "fraction (default 0.1)",
+    )
+    parser.add_argument(
+        "--no-memory-check",
+        action="store_true",
+        help="run even where the plan says it will not fit",
+    )
+
+
+def check_memory(
+    args: argparse.Namespace, configs: dict, sparsity: float, tasks: list | None = None
+) -> None:
+    """Refuse, before the model loads, a run of `configs` (method -> config) whose planned peak
+    exceeds the free memory on its device by more than --memory-margin (hap.experiments.
+    preflight); each of `tasks` (default: the arguments' task) is checked at seed --seed."""
+    from hap.experiments import preflight
+    from hap.models import pick_device
+
+    if args.no_memory_check:
+        return
+    device = str(pick_device(args.device))
+    for name in tasks or [None]:
+        preflight.check(
+            args.model,
+            task_spec(args, name),
+            getattr(args, "seed", None) or 0,
+            split(args),
+            configs,
+            sparsity,
+            device,
+            args.precision,
+            args.memory_margin,
+        )
+
+
 def precision(parser: argparse.ArgumentParser) -> None:
     """--precision, for the commands that load a model and compute with it; recorded with every
     result they give (hap.experiments.runs.load_model_at)."""

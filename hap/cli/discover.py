@@ -14,6 +14,7 @@ def add(commands) -> None:
     common.data(parser)
     common.model(parser)
     common.precision(parser)
+    common.memory_check(parser)
     common.ablation(parser)
     parser.add_argument("--method", required=True, help="eap, eap-ig, ep, hap or acdc")
     parser.add_argument("--sparsity", type=options.sparsity, default=0.94, help="in [0, 1)")
@@ -31,10 +32,13 @@ def run(args: argparse.Namespace) -> dict:
     settings, ablation = common.with_ablation(args)
     config = backend.config(settings)
     check_validation({args.method: config}, common.sizes(args)["n_val"])
+    common.check_memory(args, {args.method: config}, args.sparsity)
     model, graph = common.load(args)
     task = common.task(args, model)
     result = run_one(model, graph, task, args.method, args.sparsity, args.seed, config)
-    written = common.save_circuit(result.circuit, graph, args.out, args.format) if args.out else None
+    written = (
+        common.save_circuit(result.circuit, graph, args.out, args.format) if args.out else None
+    )
     return {
         "method": args.method,
         "task": args.task,

@@ -13,6 +13,7 @@ def add(commands) -> None:
     common.data(parser, seed=False)
     common.model(parser)
     common.precision(parser)
+    common.memory_check(parser)
     common.ablation(parser)
     parser.add_argument("--methods", type=options.names, default=["ep", "hap", "eap", "eap-ig"])
     parser.add_argument("--sparsity", type=options.sparsity, default=0.94)
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> dict:
         raise UserError("frontier compares hap against ep: --methods must include both")
     settings, _ = common.with_ablation(args)
     configs = resolve_settings(args.methods, settings)
+    common.check_memory(args, configs, args.sparsity)
     seeds = common.n_seeds(args)
     model, graph = common.load(args)
     tasks = {seed: common.task(args, model, seed=seed) for seed in range(seeds)}

@@ -15,6 +15,7 @@ def add(commands) -> None:
     common.data(parser)
     common.model(parser)
     common.precision(parser)
+    common.memory_check(parser)
     common.ablation(parser)
     parser.add_argument("--out", type=options.output_file, default=None, help="JSON summary")
     parser.add_argument("--plot", type=options.output_file, default=None, help="PNG")
@@ -32,9 +33,11 @@ def run(args: argparse.Namespace) -> dict:
     check_methods(args.methods)  # before the model loads
     configs = resolve_settings(args.methods, settings)
     check_validation(configs, common.sizes(args)["n_val"])
+    fractions = args.fractions or MIB_FRACTIONS
+    # the largest circuit MIB's grid evaluates sets the evaluation's size
+    common.check_memory(args, configs, max(0.0, 1.0 - max(fractions)))
     model, graph = common.load(args)
     task = common.task(args, model)
-    fractions = args.fractions or MIB_FRACTIONS
     result, summary = run_mib_summary(
         model, graph, task, args.methods, configs, fractions, args.seed, ablation
     )

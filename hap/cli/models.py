@@ -94,5 +94,7 @@ def _architectures(args: argparse.Namespace) -> dict:
                 print(f"{'':<17} edges {row['edges']}; run on {tried}")
             else:
                 print(f"{'':<17} run on {tried}")
-        print("L layers, H query heads; hap.models.shapes builds each shape offline (random weights)")
+        print(
+            "L layers, H query heads; hap.models.shapes builds each shape offline (random weights)"
+        )
     return {"architectures": rows}

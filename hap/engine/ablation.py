@@ -140,9 +140,11 @@ def _zero_baseline(model, graph: Graph, acts: Baseline) -> Baseline:
         )
         return Baseline(torch.zeros_like(acts.senders), acts.resid - prefix[upstream])
     heads = torch.stack(
-        [acts.senders[g.first : g.first + g.size].sum(0)
+        [
+            acts.senders[g.first : g.first + g.size].sum(0)
             for g in graph.sender_groups
-            if g.kind == "attn"]
+            if g.kind == "attn"
+        ]
     )
     bias = acts.attn_pre - heads  # [n_layers, batch, pos, d]
     bias_post = apply_post_norms(model, bias)

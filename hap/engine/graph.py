@@ -321,6 +321,7 @@ def _check_decomposition(model, name: str, tolerance: float) -> None:
             or (value - pre[:, :, None]).abs().max() > tolerance * scale
         ):
             problems.append(f"its {x} inputs are not one residual copy per query head")
+
     def constant(value: Tensor) -> bool:  # the same at every row and position: a bias
         return bool((value - value[:1, :1]).abs().max() <= tolerance * scale)
 

@@ -581,12 +581,14 @@ def estimate(
     device: str = "cpu",
     precision: str = "fp32",
     evaluate: bool = True,
+    process: int | None = None,
 ) -> Estimate:
     """The estimated peak memory of `method` with its resolved `config` (the backend's dataclass,
     batch size included) on `shape`, for a task of prompt `widths`, at `sparsity` (HAP's
     candidate count), on `device` ("cpu" counts the process and the mapped checkpoint too;
     "cuda" counts what torch.cuda.max_memory_allocated does). `evaluate`: the run evaluates its
-    circuit on the test split afterwards (discover, bench)."""
+    circuit on the test split afterwards (discover, bench). `process`: the process's own bytes
+    on a CPU (default: measured on this machine, `process_bytes`)."""
     if method not in METHODS:
         raise UserError(f"unknown method {method!r}; hap plan estimates {', '.join(METHODS)}")
     b = element_bytes(precision)
@@ -600,7 +602,8 @@ def estimate(
     on_cpu = device.split(":")[0] == "cpu"
     resident = _model_resident(shape, b, on_cpu)
     if on_cpu:
-        resident.insert(0, Part("process", process_bytes(), "python, torch, transformers, TL"))
+        own = process_bytes() if process is None else process
+        resident.insert(0, Part("process", own, "python, torch, transformers, TL"))
         notes.append(
             "CPU: live memory; with glibc's defaults freed blocks of up to 32 MB stay in its "
             "heap and the resident set can sit well above (MALLOC_TRIM_THRESHOLD_=0 makes it "

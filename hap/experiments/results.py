@@ -251,5 +251,3 @@ def write_metadata(config, executor, device: str | None) -> Path:
             runs = []
     path.write_text(json.dumps({"runs": runs + [meta]}, indent=2) + "\n")
     return path
-
-

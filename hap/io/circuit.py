@@ -85,4 +85,6 @@ class Circuit:
         budget = self.details.get("budget")
         size = f"{self.n_edges} edges" + (f" of a {budget}-edge budget" if budget else "")
         steps = f", {self.steps} steps" if self.steps is not None else ""
-        return f"Circuit({self.method}, {size}, sparsity {self.sparsity:.4f}, seed {self.seed}{steps})"
+        return (
+            f"Circuit({self.method}, {size}, sparsity {self.sparsity:.4f}, seed {self.seed}{steps})"
+        )

@@ -256,7 +256,10 @@ def _declared_tokenizer(local: str):
         declared = json.loads((Path(local) / "tokenizer_config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if not isinstance(declared, dict) or declared.get("tokenizer_class") != "PreTrainedTokenizerFast":
+    if (
+        not isinstance(declared, dict)
+        or declared.get("tokenizer_class") != "PreTrainedTokenizerFast"
+    ):
         return None
     from transformers import PreTrainedTokenizerFast
 

@@ -54,6 +54,8 @@ def is_task_file(name: str) -> bool:
     """Whether `--task name` names a task file: never a built-in name (even where a folder of
     that name exists), else an existing path or a name with a path separator or suffix."""
     return name not in BUILTIN_TASKS and _names_a_file(name)
+
+
 SLOTS = {
     "ioi": ("female_names", "male_names", "places", "objects"),
     "greater-than": ("events",),
@@ -94,7 +96,9 @@ def distinct_prompts(name: str, words: Words = ALL_WORDS, generator=None) -> int
 
 
 DEFAULT_SIZES = {"n_train": 64, "n_val": 64, "n_test": 200}  # a built-in task's, where not given
-TASK_SIZES = {"capitals": {"n_train": 40, "n_val": 20, "n_test": 60}}  # of 144 prompts (132 on SmolLM2)
+TASK_SIZES = {
+    "capitals": {"n_train": 40, "n_val": 20, "n_test": 60}
+}  # of 144 prompts (132 on SmolLM2)
 
 
 def check_sizes(
@@ -113,7 +117,9 @@ def check_sizes(
         task_file = read_task_file(name, task_format, counterfactual)
         parts = choose_rows(task_file, n_train, n_val, n_test, 0)
         if not parts[2]:
-            fix = "add rows with split=test" if task_file.has_splits else "give more rows or --n-test"
+            fix = (
+                "add rows with split=test" if task_file.has_splits else "give more rows or --n-test"
+            )
             raise TaskError(f"task file {name}: no test rows; {fix}")
         return dict(zip(("n_train", "n_val", "n_test"), map(len, parts)))
     if name not in BUILTIN_TASKS:
