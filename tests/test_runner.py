@@ -33,6 +33,7 @@ def test_sweep_writes_rows_and_metadata_and_resumes(tmp_path):
     assert (first["wall_s"] > 0).all() and (first["peak_mem_mb"] > 0).all()
     meta = json.loads((tmp_path / "sweep.meta.json").read_text())["runs"]
     assert len(meta) == 1 and meta[0]["threads"] == 2 and meta[0]["cpu_count"] >= 1
+    assert meta[0]["rows_by_commit"] == {first["git_commit"].iloc[0]: 2}
     assert (first["status"] == "ok").all() and first["error"].isna().all()
     assert first["git_commit"].str.len().min() >= 7  # the commit that produced each row
     assert all(json.loads(v)["torch"] for v in first["versions"])

@@ -201,7 +201,8 @@ def _cpu_name() -> str:
 
 
 def provenance() -> dict:
-    """The commit and package versions that produce a row (recorded in every row)."""
+    """The commit and package versions that produce a row (recorded in every row); the commit
+    ends in "+dirty" where the library's tracked files (hap/, baselines/) differ from it."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -210,6 +211,13 @@ def provenance() -> dict:
             check=True,
             cwd=Path(__file__).parent,
         ).stdout.strip()
+        # tracked files that differ from the commit: the commit alone does not reproduce the row
+        dirty = subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--", "hap", "baselines"],
+            capture_output=True,
+            cwd=Path(__file__).parent,
+        ).returncode
+        commit += "+dirty" if dirty == 1 else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     versions = {}
@@ -221,11 +229,12 @@ def provenance() -> dict:
     return {"git_commit": commit, "versions": json.dumps(versions, sort_keys=True)}
 
 
-def write_metadata(config, executor, device: str | None) -> Path:
+def write_metadata(config, executor, device: str | None, table=None) -> Path:
     """Append this invocation's machine, executor and settings to `<out>.meta.json`
     ({"runs": [...]}): one entry per `hap bench` call, so a resumed or extended sweep keeps every
     earlier entry. With Ray, the machine is the driver's; each row records its worker's device
-    and threads."""
+    and threads. `rows_by_commit`: the file's rows (after this call) counted by the commit that
+    produced each, so a file grown over several commits says so at a glance."""
     import psutil
 
     meta = {
@@ -241,6 +250,9 @@ def write_metadata(config, executor, device: str | None) -> Path:
         "threads": torch.get_num_threads(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
     }
+    if table is not None and "git_commit" in table and len(table):
+        counts = table["git_commit"].fillna("unknown").value_counts()
+        meta["rows_by_commit"] = {str(k): int(v) for k, v in counts.items()}
     path = config.out.with_suffix(".meta.json")
     runs = []
     if path.exists():

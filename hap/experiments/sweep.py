@@ -168,8 +168,9 @@ def run_sweep(config: SweepConfig, progress: bool = True, executor=None) -> pd.D
             shown.update()
     if shown is not None:
         shown.close()
-    write_metadata(config, executor, device)
-    return read_results(config.out)
+    table = read_results(config.out)
+    write_metadata(config, executor, device, table)
+    return table
 
 
 def _write(data: bytes, file) -> None:
