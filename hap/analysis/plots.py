@@ -1,7 +1,15 @@
 """Sparsity-faithfulness and runtime figures from a sweep's results table (PNG).
 
 Figures are matplotlib `Figure` objects saved directly: no pyplot state and no backend chosen at
-import, so a notebook that imports hap keeps its own.
+import, so a notebook that imports hap keeps its own. seaborn draws the figures with seed
+uncertainty onto their axes.
+
+Seed uncertainty is shown as the seeds' range (min to max, seaborn's `errorbar=("pi", 100)`),
+never a confidence interval: a sweep has 2-5 seeds, where a bootstrap CI has only a handful of
+distinct resamples (10 for 3 seeds) and so is degenerate, and a mean +- standard deviation
+pretends to a normal spread and can fall below zero, off a log axis. The range is every seed's
+outcome as observed, needs no random resampling (the plots are reproducible by construction),
+and stays positive on the log axes of KL and time.
 """
 
 from __future__ import annotations
@@ -9,10 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import seaborn as sns
 from matplotlib import rcParams
 from matplotlib.figure import Figure
 
 METHOD_ORDER = ["eap", "eap-ig", "acdc", "ep", "hap"]
+SEED_SPREAD = ("pi", 100)  # seaborn's errorbar: the 0-100 percentile interval, min to max
+SPREAD_NAME = "the seeds' range (min-max)"
 
 
 def _palette(methods: list[str]) -> dict[str, str]:
@@ -31,7 +42,7 @@ def _subtitle(table: pd.DataFrame) -> str:
     names = sorted({Path(str(t).split("@")[0]).name for t in table["task"].unique()})
     model, task = table["model"].iloc[0], ", ".join(names)  # a task file by its name, not its path
     seeds = table["seed"].nunique()
-    return f"{task} on {model}; lines: mean over {seeds} seed(s), bands: min-max"
+    return f"{task} on {model}; lines: mean over {seeds} seed(s), bands: {SPREAD_NAME}"
 
 
 def _curve(
@@ -43,16 +54,26 @@ def _curve(
     log: bool,
     reference: float | None = None,
 ) -> None:
+    """`column` against target sparsity, one seaborn line per method: the arithmetic mean over
+    seeds at each sparsity, a band over the seeds' range. A log axis is set after drawing, so
+    the line stays the arithmetic mean (seaborn averages in log space on an axis already log)."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     if reference is not None:
         ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label="full model")
-    colors = _palette(_methods(table))
-    for method in _methods(table):
-        band = table[table["method"] == method].groupby("target_sparsity")[column]
-        stats = band.agg(["mean", "min", "max"])
-        ax.plot(stats.index, stats["mean"], marker="o", color=colors[method], label=method)
-        ax.fill_between(stats.index, stats["min"], stats["max"], color=colors[method], alpha=0.2)
+    methods = _methods(table)
+    sns.lineplot(
+        data=table,
+        x="target_sparsity",
+        y=column,
+        hue="method",
+        hue_order=methods,
+        palette=_palette(methods),
+        estimator="mean",
+        errorbar=SEED_SPREAD,
+        marker="o",
+        ax=ax,
+    )
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("edge sparsity (fraction of edges removed)")
@@ -63,7 +84,57 @@ def _curve(
     fig.savefig(path, dpi=120)
 
 
+def _runtime(table: pd.DataFrame, sparsity: float, path: Path) -> None:
+    """Wall seconds per circuit at one target sparsity: per method a point at the mean over
+    seeds with a bar over the seeds' range, and each seed as a dot."""
+    at = table[(table["target_sparsity"] - sparsity).abs() < 1e-9]
+    order = _methods(at)
+    colors = _palette(_methods(table))  # the sweep curves' colours, even if a method is missing
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    common = dict(data=at, x="method", y="wall_s", hue="method", order=order, hue_order=order)
+    sns.pointplot(
+        **common,
+        palette=colors,
+        estimator="mean",
+        errorbar=SEED_SPREAD,
+        linestyle="none",
+        markersize=7,
+        capsize=0.2,
+        err_kws={"linewidth": 1.2},
+        legend=False,
+        ax=ax,
+    )
+    sns.stripplot(  # over the bars, whose caps are the extreme seeds
+        **common,
+        palette=colors,
+        size=4,
+        jitter=0.12,
+        edgecolor="white",
+        linewidth=0.5,
+        legend=False,
+        ax=ax,
+    )
+    ax.set_yscale("log")  # after drawing: the point is the arithmetic mean
+    ax.set_xlabel("method")
+    ax.set_ylabel("wall time per circuit [s, log scale]")
+    threads = ", ".join(str(t) for t in sorted(at["threads"].unique()))
+    device = ", ".join(sorted(at["device"].unique()))
+    ax.set_title(
+        f"Discovery time at {sparsity:.0%} sparsity ({device}, {threads} threads)\n"
+        f"large points: mean over {at['seed'].nunique()} seed(s), small: each seed\n"
+        f"bars: {SPREAD_NAME}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def plot_all(table: pd.DataFrame, out_dir: Path, runtime_sparsity: float = 0.94) -> list[Path]:
+    """The sweep's figures into `out_dir` from its results table (one row per method, task,
+    sparsity and seed; the rows with status ok): KL and logit difference against sparsity (mean
+    over seeds, band over their range), wall time per method at `runtime_sparsity` (mean, range
+    bar, each seed), and HAP's time by stage if HAP ran. Returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [
         out_dir / n
@@ -92,31 +163,7 @@ def plot_all(table: pd.DataFrame, out_dir: Path, runtime_sparsity: float = 0.94)
         reference=float(table["full_logit_diff"].mean()),
     )
 
-    at = table[(table["target_sparsity"] - runtime_sparsity).abs() < 1e-9]
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    order = _methods(at)
-    walls = at.groupby("method")["wall_s"].agg(["mean", "std"]).reindex(order)
-    colors = _palette(order)
-    ax.bar(
-        order,
-        walls["mean"],
-        yerr=walls["std"].fillna(0),
-        color=[colors[m] for m in order],
-        capsize=4,
-    )
-    ax.set_yscale("log")
-    ax.set_xlabel("method")
-    ax.set_ylabel("wall time per circuit [s, log scale]")
-    threads = ", ".join(str(t) for t in sorted(at["threads"].unique()))
-    device = ", ".join(sorted(at["device"].unique()))
-    ax.set_title(
-        f"Discovery time at {runtime_sparsity:.0%} sparsity ({device}, {threads} threads)\n"
-        f"bars: mean over seeds, whiskers: standard deviation",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    fig.savefig(paths[2], dpi=120)
+    _runtime(table, runtime_sparsity, paths[2])
 
     hap = table[table["method"] == "hap"].groupby("target_sparsity")[["attribution_s", "pruning_s"]]
     stages = hap.mean()
@@ -143,33 +190,42 @@ def plot_all(table: pd.DataFrame, out_dir: Path, runtime_sparsity: float = 0.94)
 
 def plot_frontier(summary: dict, path: Path) -> Path:
     """Test KL (log) against wall seconds (log): one line per method through its mean over seeds
-    at each step budget, a band over the seeds' min-max KL, methods without a budget as points;
-    the equal-faithfulness level dashed; titled with both ratios. `summary`: `hap frontier
-    --json`'s object."""
+    at each step budget, with bars over the seeds' range in both KL and time; methods without a
+    budget as one point likewise; the equal-faithfulness level dashed; titled with both ratios and
+    the equal-faithfulness ratio of each seed. `summary`: `hap frontier --json`'s object.
+
+    matplotlib's errorbar, not seaborn: a point here is a (time, KL) pair averaged per budget, and
+    seaborn's estimators aggregate one variable at each value of the other."""
     points = pd.DataFrame(summary["points"])
+    points["steps"] = points["steps"].fillna(-1)  # a method without a step budget: one group
     fig = Figure(figsize=(7, 4.8))
     ax = fig.subplots()
     palette = _palette(_methods(points))
-    for method, rows in points.groupby("method"):
+    for method in _methods(points):
         color = palette[method]
-        if rows["steps"].isna().all():
-            ax.errorbar(
-                rows["wall_s"].mean(),
-                rows["kl"].mean(),
-                yerr=[
-                    [rows["kl"].mean() - rows["kl"].min()],
-                    [rows["kl"].max() - rows["kl"].mean()],
-                ],
-                fmt="s",
-                color=color,
-                label=f"{method} (no step budget)",
-            )
-            continue
+        rows = points[points["method"] == method]
         curve = rows.groupby("steps").agg(
-            wall=("wall_s", "mean"), kl=("kl", "mean"), lo=("kl", "min"), hi=("kl", "max")
+            wall=("wall_s", "mean"),
+            wall_lo=("wall_s", "min"),
+            wall_hi=("wall_s", "max"),
+            kl=("kl", "mean"),
+            lo=("kl", "min"),
+            hi=("kl", "max"),
         )
-        ax.plot(curve["wall"], curve["kl"], marker="o", color=color, label=method)
-        ax.fill_between(curve["wall"], curve["lo"], curve["hi"], color=color, alpha=0.2)
+        budgeted = (curve.index >= 0).all()
+        ax.errorbar(
+            curve["wall"],
+            curve["kl"],
+            xerr=[curve["wall"] - curve["wall_lo"], curve["wall_hi"] - curve["wall"]],
+            yerr=[curve["kl"] - curve["lo"], curve["hi"] - curve["kl"]],
+            fmt="o-" if budgeted else "s",
+            color=color,
+            capsize=2,
+            elinewidth=0.8,
+            label=method if budgeted else f"{method} (no step budget)",
+        )
+        if not budgeted:
+            continue
         for steps, row in curve.iterrows():
             ax.annotate(
                 f"{int(steps)}",
@@ -193,13 +249,17 @@ def plot_frontier(summary: dict, path: Path) -> Path:
         f"wall time per circuit [s, log] ({summary['device']}, {summary['threads']} threads)"
     )
     ax.set_ylabel("test KL(full || circuit) [nats, log]")
-    ratio = equal["ratio"]
-    shown = "not reached" if ratio is None else f"{ratio:.2f}"
+
+    def shown(ratio: float | None) -> str:
+        return "not reached" if ratio is None else f"{ratio:.2f}"
+
     ax.set_title(
         f"{summary['task']} at {summary['target_sparsity']:.0%} sparsity on {summary['model']}: "
-        f"HAP/EP time to equal faithfulness {shown}, per step {summary['per_step_slope_ratio']:.2f}\n"
-        f"lines: mean over {len(summary['seeds'])} seeds at each step budget (labels), "
-        f"bands: min-max",
+        f"HAP/EP time to equal faithfulness {shown(equal['ratio'])}, per step "
+        f"{summary['per_step_slope_ratio']:.2f}\n"
+        f"the same ratio per seed: {', '.join(shown(r) for r in equal['per_seed'])}\n"
+        f"points: mean over {len(summary['seeds'])} seeds at each step budget (labels), "
+        f"bars: {SPREAD_NAME}",
         fontsize=9,
     )
     ax.legend(fontsize=8)
