@@ -95,7 +95,7 @@ def test_circuit_json_round_trip(tmp_path, graph):
 
 
 def test_registry_and_bad_input(model, graph, ioi):
-    assert set(BACKENDS) == {"eap", "eap-ig", "ep", "hap", "acdc"}
+    assert set(BACKENDS) == {"eap", "eap-ig", "ep", "hap", "acdc", "ep-warm", "hap-warm"}
     with pytest.raises(ValueError, match="choose one of"):
         get_backend("eapp")
     with pytest.raises(ValueError, match="sparsity must be in"):

@@ -22,6 +22,7 @@ from hap.analysis.draw import draw_circuits
 from hap.analysis.exact import EdgeEffects, average_precision, edge_effects, roc_auc, top_k
 from hap.analysis.roles import ROLE_ORDER, find_roles, heads_in_circuit, write_roles
 from hap.engine.graph import Graph
+from hap.experiments.registry import BACKENDS, get_backend
 from hap.io.circuit import Circuit
 from hap.io.formats import read_circuit
 from hap.search.selection import edges_for_sparsity
@@ -43,7 +44,9 @@ def load_circuits(table: pd.DataFrame, folder: Path, graph: Graph) -> dict[tuple
 
 def _ranking_scores(circuit: Circuit) -> torch.Tensor:
     scores = circuit.scores.float()
-    return scores if circuit.method in ("ep", "hap") else scores.abs()
+    # mask learners' scores are log-alphas: a strongly pruned edge is very negative, not strong
+    learned = get_backend(circuit.method).learns_masks if circuit.method in BACKENDS else False
+    return scores if learned else scores.abs()
 
 
 def ranking_quality(

@@ -57,7 +57,14 @@ class _Stream:
     gradients in the backward). The two buffers come from the engine's `spare` list and go back
     to it when the stream is freed (with the autograd graph that holds it): a search step then
     reuses the last step's memory instead of faulting in fresh pages, hundreds of MB per step at
-    GPT-2-small size on a CPU."""
+    GPT-2-small size on a CPU.
+
+    The spare list holds flat storage, and a stream takes a prefix of any spare as large as it
+    needs: a task's batches are padded to their own longest prompt, so consecutive steps differ
+    in width (20 and 21 positions on IOI), and exact-shape reuse would miss on every other step
+    and allocate two fresh buffers while the list still held the two old ones (+650 MB at
+    GPT-2-small size, batch 32). When no spare is large enough, the list is emptied before the
+    fresh buffer is allocated, so that the smaller buffers are not held beside it."""
 
     def __init__(self, n_rows: int, spare: list[Tensor]):
         self.n_rows = n_rows
@@ -65,16 +72,24 @@ class _Stream:
         self.deltas: Tensor | None = None
         self.grads: Tensor | None = None
         self.grad_rows = torch.zeros(n_rows, dtype=torch.bool)
+        self._storage: list[Tensor] = []  # the flat tensors behind deltas and grads
 
     def _take(self, like: Tensor, shape: tuple[int, int]) -> Tensor:
-        for i, tensor in enumerate(self.spare):
-            if (
-                tensor.shape == shape
-                and tensor.dtype == like.dtype
-                and tensor.device == like.device
-            ):
-                return self.spare.pop(i)
-        return like.new_empty(shape)
+        """A [rows, width] buffer: a prefix of the smallest spare that holds it, else a fresh
+        one (after the spare list is emptied)."""
+        numel = shape[0] * shape[1]
+        fits = [
+            i
+            for i, flat in enumerate(self.spare)
+            if flat.numel() >= numel and flat.dtype == like.dtype and flat.device == like.device
+        ]
+        if fits:
+            flat = self.spare.pop(min(fits, key=lambda i: self.spare[i].numel()))
+        else:
+            self.spare.clear()
+            flat = like.new_empty(numel)
+        self._storage.append(flat)
+        return flat[:numel].view(shape)
 
     def buffer(self, like: Tensor, width: int) -> Tensor:
         if self.deltas is None:
@@ -87,9 +102,9 @@ class _Stream:
         return self.grads
 
     def __del__(self) -> None:
-        for tensor in (self.deltas, self.grads):
-            if tensor is not None and len(self.spare) < 2:
-                self.spare.append(tensor)
+        for flat in self._storage:
+            if len(self.spare) < 2:
+                self.spare.append(flat)
 
 
 class _Write(torch.autograd.Function):

@@ -19,7 +19,7 @@ from hap_baselines.eap_ig import EAPIGConfig
 from hap.errors import UserError
 from hap.io.circuit import Circuit
 from hap.search import config as configs
-from hap.search import hybrid
+from hap.search import hybrid, warm
 from hap.search.masks import SearchConfig
 
 
@@ -51,6 +51,8 @@ BACKENDS: dict[str, Backend] = {
         Backend("eap-ig", eap.discover, EAPIGConfig),
         Backend("ep", edge_pruning.discover, SearchConfig, learns_masks=True),
         Backend("hap", hybrid.discover, hybrid.HAPConfig, learns_masks=True),
+        Backend("ep-warm", warm.discover_ep, warm.WarmConfig, learns_masks=True),
+        Backend("hap-warm", warm.discover_hap, warm.HAPWarmConfig, learns_masks=True),
         Backend("acdc", acdc.discover, acdc.ACDCConfig),
     )
 }

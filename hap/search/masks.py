@@ -42,13 +42,21 @@ def keep_probability(log_alpha: Tensor) -> Tensor:
     return torch.sigmoid(log_alpha - BETA * math.log(-LIMIT_L / LIMIT_R))
 
 
+def expected_sparsity(log_alpha: Tensor, n_edges: int) -> Tensor:
+    """1 - (expected kept edges) / n_edges, for masks with `log_alpha` ([n_active]) on the
+    active edges and every other edge of the `n_edges` fixed off: the sparsity the Lagrangian
+    constrains."""
+    return 1.0 - keep_probability(log_alpha).sum() / n_edges
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """The L0-Lagrangian search shared by Edge Pruning and HAP, and the one stopping rule.
 
     Budget: `steps=None` (the default) runs until the stopping rule fires, at most `max_steps`;
     `steps=N` runs exactly N steps (no validation passes). The target sparsity warms up linearly
-    from the search's start (0 for Edge Pruning, the candidate set's sparsity for HAP) over
+    from the search's start (0 for Edge Pruning, the candidate set's sparsity for HAP, the
+    initial masks' expected sparsity for a warm start, `learn_masks`) over
     `warmup_steps(...)` = max(min_warmup, warmup_per_sparsity x (target - start)) steps -- one
     formula for every method, so a search that starts closer to the target warms up for less --
     or `warmup` steps when given. A fixed budget warms up for at most half its steps.
@@ -62,7 +70,9 @@ class SearchConfig:
     results/calibration/stopping.csv).
 
     Optimisation: AdamW on log-alpha (lr), gradient ascent on the two Lagrange multipliers
-    (lambda_lr); `batch_size` train prompts per step, cycling through the train split.
+    (lambda_lr); `batch_size` train prompts per step, cycling through the train split. Initial
+    log-alpha: `init_log_alpha` on every active edge (a warm start's own values instead, see
+    `learn_masks`), plus `init_std` times standard normal noise drawn from the seed.
     """
 
     steps: int | None = None
@@ -160,12 +170,16 @@ def rule_fires(val_kls: list[float], patience: int, rel_tol: float) -> bool:
 class SearchResult:
     """log_alpha: [n_active] learned log-alpha of each active edge. steps: steps run; stopped:
     "rule" (the stopping rule fired), "max_steps" (the cap) or "fixed" (a fixed budget).
-    val_history: (step, validation KL, expected sparsity) at each evaluation. step_seconds: wall
-    seconds of each step (sample, masked forward, backward, optimiser), validation excluded."""
+    start: the sparsity the target warmed up from, over `warmup` steps. lambdas: the two
+    Lagrange multipliers (l1, l2) at the end. val_history: (step, validation KL, expected
+    sparsity) at each evaluation. step_seconds: wall seconds of each step (sample, masked
+    forward, backward, optimiser), validation excluded."""
 
     log_alpha: Tensor
     steps: int
+    start: float
     warmup: int
+    lambdas: tuple[float, float]
     stopped: str
     seconds: float
     val_history: list[tuple[int, float, float]]
@@ -204,20 +218,42 @@ def learn_masks(
     config: SearchConfig,
     seed: int,
     active: Tensor | None = None,
+    init_log_alpha: Tensor | None = None,
 ) -> SearchResult:
     """Minimise KL(full || circuit) + l1 g + l2 g^2 over hard-concrete masks on the `active` edges
     (default: all) of the task's train split; every other edge is fixed to its baseline.
     g = (s - t) / (1 - target): s is the expected sparsity over the *full* graph, t warms up
-    linearly from the active set's sparsity to the target, and dividing by the final edge budget
-    makes one lambda learning rate work from 90% to 99% (with the raw s - t the lambdas needed at
-    98% took too long to grow and the masks stalled near 95%). l1, l2 are trained by gradient
-    ascent. Stops by `config`'s budget or rule (SearchConfig)."""
+    linearly from a start to the target, and dividing by the final edge budget makes one lambda
+    learning rate work from 90% to 99% (with the raw s - t the lambdas needed at 98% took too long
+    to grow and the masks stalled near 95%). l1, l2 start at 0 and are trained by gradient ascent.
+    Stops by `config`'s budget or rule (SearchConfig).
+
+    Initial masks: log-alpha `config.init_log_alpha` on every active edge, or `init_log_alpha`
+    ([n_active], one per active edge in `active`'s order: a warm start, hap.search.warm), plus
+    `config.init_std` noise either way. The start t warms up from: the active set's sparsity
+    without `init_log_alpha` (EP: 0, HAP: its candidates'), else the initial masks' own expected
+    sparsity (`expected_sparsity`), so that g is exactly 0 at the first step and the lambdas stay
+    at 0 through it. AdamW's ascent moves a lambda by about lambda_lr per step in the direction of
+    g's sign whatever its size, so a target that started below a warm start's sparsity would grow
+    l1 through the whole warm-up and push masks already near the budget back towards density
+    (measured: a warm start that lost to EP at every step count on IOI at 94%)."""
     device = next(model.parameters()).device
     start = time.perf_counter()
     forward = EdgeMaskedForward(model, graph, active)
     generator = torch.Generator(device=device).manual_seed(seed)
     init = torch.randn(forward.n_active, generator=generator, device=device)
-    log_alpha = (config.init_log_alpha + config.init_std * init).requires_grad_(True)
+    if init_log_alpha is None:
+        log_alpha = (config.init_log_alpha + config.init_std * init).requires_grad_(True)
+        initial = 1.0 - forward.n_active / graph.n_edges
+    else:
+        if init_log_alpha.shape != (forward.n_active,):
+            raise ValueError(
+                f"init_log_alpha has shape {tuple(init_log_alpha.shape)}; it needs one value per "
+                f"active edge, ({forward.n_active},)"
+            )
+        warm = init_log_alpha.detach().to(device=device, dtype=init.dtype)
+        log_alpha = (warm + config.init_std * init).requires_grad_(True)
+        initial = float(expected_sparsity(log_alpha.detach(), graph.n_edges))
     lambdas = torch.zeros(2, device=device, requires_grad=True)
     mask_opt = torch.optim.AdamW([log_alpha], lr=config.lr, weight_decay=0.0)
     lambda_opt = torch.optim.AdamW([lambdas], lr=config.lambda_lr, weight_decay=0.0, maximize=True)
@@ -229,7 +265,6 @@ def learn_masks(
             "validation prompts (--n-val) or a fixed budget (--set steps=N)"
         )
     val = _prepared_batches(model, graph, task.val.to(device), config) if by_rule else []
-    initial = 1.0 - forward.n_active / graph.n_edges
     warmup = warmup_steps(config, initial, target_sparsity)
     budget = 1.0 - target_sparsity  # the gap is measured in units of the final edge budget
     n_keep = edges_for_sparsity(graph, target_sparsity)
@@ -246,7 +281,7 @@ def learn_masks(
         mask = sample_mask(log_alpha, generator)
         logits = metrics.at_position(forward(batch.clean, mask, baseline), batch.position)
         kl = metrics.kl_divergence(full, logits).mean()
-        sparsity = 1.0 - keep_probability(log_alpha).sum() / graph.n_edges
+        sparsity = expected_sparsity(log_alpha, graph.n_edges)
         gap = (sparsity - target) / budget
         loss = kl + lambdas[0] * gap + lambdas[1] * gap**2
         mask_opt.zero_grad(set_to_none=True)
@@ -265,12 +300,12 @@ def learn_masks(
             )
         shown.update()
         if step % 10 == 1 and not shown.disable:
-            expected = float(1.0 - keep_probability(log_alpha.detach()).sum() / graph.n_edges)
+            expected = float(expected_sparsity(log_alpha.detach(), graph.n_edges))
             shown.set_postfix(
                 kl=f"{float(kl.detach()):.3f}", sparsity=f"{expected:.3f}", target=f"{target:.3f}"
             )
         if by_rule and step >= warmup and (step - warmup) % config.eval_every == 0:
-            expected = float(1.0 - keep_probability(log_alpha.detach()).sum() / graph.n_edges)
+            expected = float(expected_sparsity(log_alpha.detach(), graph.n_edges))
             kept = binarize(graph, log_alpha.detach(), active, n_keep, config).mask
             val_history.append((step, circuit_kl(model, graph, val, kept), expected))
             near = abs(expected - target_sparsity) <= config.sparsity_tol * budget
@@ -281,7 +316,9 @@ def learn_masks(
     return SearchResult(
         log_alpha=log_alpha.detach(),
         steps=step,
+        start=initial,
         warmup=warmup,
+        lambdas=(float(lambdas[0].detach()), float(lambdas[1].detach())),
         stopped=stopped,
         seconds=time.perf_counter() - start,
         val_history=val_history,

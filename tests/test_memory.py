@@ -1,0 +1,87 @@
+"""The engine's memory across search steps of different widths (hap.engine.patching._Stream).
+
+A task's batches are padded to their own longest prompt, so consecutive search steps differ in
+width. The mixing's two buffers (deltas and their gradients, hundreds of MB each at GPT-2-small
+size) must be reused across those steps, and never held beside fresh ones: see
+`benchmarks/cli_memory.py` for what this costs a `hap discover` run.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hap.engine import metrics, patching
+from hap.engine.ablation import fixed_references
+from hap.engine.patching import EdgeMaskedForward
+
+
+class _Watched(patching._Stream):
+    """A stream that records, as each buffer is taken, which storage it lies in and how many
+    buffers the engine holds at that moment (its spare list plus this stream's)."""
+
+    taken: list[tuple[int, int]] = []  # (storage address, buffers held), in order taken
+
+    def _held(self) -> int:
+        return len(self.spare) + sum(t is not None for t in (self.deltas, self.grads))
+
+    def buffer(self, like, width):
+        fresh = self.deltas is None
+        out = super().buffer(like, width)
+        if fresh:
+            self.taken.append((out.untyped_storage().data_ptr(), self._held()))
+        return out
+
+    def grad_buffer(self):
+        fresh = self.grads is None
+        out = super().grad_buffer()
+        if fresh:
+            self.taken.append((out.untyped_storage().data_ptr(), self._held()))
+        return out
+
+
+@pytest.fixture
+def widths(ioi):
+    """(wide, narrow): two train batches of 8 prompts, the narrow one shorter."""
+    order = ioi.train.position.argsort(descending=True)
+    wide, narrow = ioi.train.subset(order[:8]), ioi.train.subset(order[-8:])
+    assert wide.clean.shape[1] > narrow.clean.shape[1]
+    return wide, narrow
+
+
+def _step(forward: EdgeMaskedForward, batch, baseline, mask: torch.Tensor) -> None:
+    logits = metrics.at_position(forward(batch.clean, mask, baseline), batch.position)
+    logits.logsumexp(-1).sum().backward()
+
+
+def test_steps_of_alternating_width_reuse_the_first_steps_buffers(
+    model, graph, widths, monkeypatch
+):
+    """Wide, narrow, wide, narrow: every step after the first takes both buffers from the spare
+    list (a narrow step a prefix of the wide buffers), so only two storages are ever used, and
+    the spare list never holds more than two."""
+    monkeypatch.setattr(patching, "_Stream", _Watched)
+    monkeypatch.setattr(_Watched, "taken", [])
+    forward = EdgeMaskedForward(model, graph)
+    mask = torch.full((graph.n_edges,), 0.5, requires_grad=True)
+    references = [fixed_references(model, graph, b, "corrupted", b)[1] for b in widths]
+    for step in range(4):
+        _step(forward, widths[step % 2], references[step % 2], mask)
+        assert len(forward._spare) <= 2
+    storages = [address for address, _ in _Watched.taken]
+    assert len(storages) == 8
+    assert set(storages[2:]) == set(storages[:2])
+
+
+def test_a_wider_step_does_not_hold_the_narrower_buffers(model, graph, widths, monkeypatch):
+    """Narrow, then wide: the narrow step's buffers are too small, so the wide step allocates
+    its own, after dropping them: the engine holds two buffers at every moment, not four."""
+    monkeypatch.setattr(patching, "_Stream", _Watched)
+    monkeypatch.setattr(_Watched, "taken", [])
+    forward = EdgeMaskedForward(model, graph)
+    mask = torch.full((graph.n_edges,), 0.5, requires_grad=True)
+    references = [fixed_references(model, graph, b, "corrupted", b)[1] for b in widths]
+    for step in (1, 0, 1, 0):
+        _step(forward, widths[step], references[step], mask)
+    assert max(held for _, held in _Watched.taken) == 2
+    assert len(forward._spare) == 2
