@@ -22,7 +22,8 @@ and CPU seconds (CPU time is the steadier figure on a shared machine) and the co
 time. Allocators, run interleaved: `default` (the environment as it is) and `compact`
 (MALLOC_MMAP_THRESHOLD_=131072: every tensor of 128 KB or more is mapped and unmapped on its own,
 as in scale.py's memory figures, so the resident set follows live tensors, at the cost of fresh
-pages on every step). On a shared machine, compare runs made side by side.
+pages on every step), and `flag`: the CLI's `--compact-memory`, which sets the same threshold
+with glibc's mallopt at start-up (hap.allocator). On a shared machine, compare runs made side by side.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ import torch
 
 from hap.models.shapes import build_checkpoint
 
-ALLOCATORS = {"default": {}, "compact": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
+ALLOCATORS = {"default": {}, "compact": {"MALLOC_MMAP_THRESHOLD_": "131072"}, "flag": {}}
+FLAGS = {"flag": ["--compact-memory"]}  # the CLI's own switch for the same setting
 ENV_PREFIXES = ("MALLOC_", "GLIBC_TUNABLES", "THP_", "OMP_", "MKL_")
 
 
@@ -132,7 +134,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name in allocators:
             env = {**os.environ, **extra, **ALLOCATORS[name]}
-            runs[name].append(run_once(command, env))
+            runs[name].append(run_once(command + FLAGS.get(name, []), env))
             print(f"{name}: {json.dumps(runs[name][-1])}", file=sys.stderr)
     checkpoint = Path("<gpt2-small checkpoint>")
     shown = ["hap", *discover_args(checkpoint, args.steps, args.batch_size, args.threads)]
@@ -153,7 +155,8 @@ def main() -> None:
         "peak": "the child's ru_maxrss (MB = 2**20 bytes); search_peak_mb: the run's own sampled "
         "peak over the search; step_s: the run's median step",
         "allocators": {
-            name: {"env": ALLOCATORS[name], **summary(runs[name])} for name in allocators
+            name: {"env": ALLOCATORS[name], "flags": FLAGS.get(name, []), **summary(runs[name])}
+            for name in allocators
         },
     }
     text = json.dumps(report, indent=2)

@@ -58,9 +58,7 @@ def _worker_args(command: list[str], args) -> None:
 
 
 def main() -> None:
-    runner = pyperf.Runner(
-        processes=2, values=1, warmups=1, loops=1, add_cmdline_args=_worker_args
-    )
+    runner = pyperf.Runner(processes=2, values=1, warmups=1, loops=1, add_cmdline_args=_worker_args)
     runner.argparser.add_argument("--methods", default="eap,eap-ig,ep,hap")
     runner.argparser.add_argument("--threads", type=int, default=2)
     runner.argparser.add_argument(

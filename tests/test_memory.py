@@ -85,3 +85,57 @@ def test_a_wider_step_does_not_hold_the_narrower_buffers(model, graph, widths, m
         _step(forward, widths[step], references[step], mask)
     assert max(held for _, held in _Watched.taken) == 2
     assert len(forward._spare) == 2
+
+
+ALLOCATION_PROBE = """
+import ctypes, json, sys
+import torch
+from hap import allocator
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "compact":
+    allocator.compact()
+before = libc.mallinfo2().hblkhd  # bytes mapped on their own (importing torch maps some)
+first = torch.ones(1 << 20)  # 4 MB: above glibc's initial 128 KB threshold, mapped on its own
+del first  # freeing a mapped chunk raises glibc's dynamic threshold to its size (4 MB)
+second = torch.ones(1 << 20)
+print(json.dumps({"mapped": libc.mallinfo2().hblkhd - before, "setting": allocator.setting()}))
+"""
+
+
+def test_compact_memory_maps_large_tensors_on_their_own_and_is_recorded(tmp_path):
+    """glibc's default raises its mmap threshold after a large free, so the next tensor of that
+    size lands on the heap, where its hole stays resident; `allocator.compact` fixes the
+    threshold, so the second tensor is mapped (and unmapped when freed). Each case runs in a
+    fresh interpreter: the setting is process-wide. The CLI flag records its allocator."""
+    import json
+    import subprocess
+    import sys
+
+    def probe(mode: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-c", ALLOCATION_PROBE, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    default, compact = probe("default"), probe("compact")
+    assert default == {"mapped": 0, "setting": "default"}
+    assert compact["mapped"] >= 4 * 2**20 and compact["setting"] == "compact"
+
+    run = subprocess.run(
+        [sys.executable, "-m", "hap.cli", "discover", "--method", "eap", "--compact-memory"]
+        + ["--n-test", "16", "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(run.stdout.strip().splitlines()[-1])["allocator"] == "compact"

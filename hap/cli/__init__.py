@@ -43,6 +43,7 @@ import sys
 
 import torch
 
+from hap import allocator
 from hap.cli import (
     baseline,
     bench,
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
+        if getattr(args, "compact_memory", False):
+            allocator.compact()
         with progress_bars(not args.quiet):
             result = COMMANDS[args.command].run(args)
     except (UserError, ModelNotFoundError) as error:

@@ -35,6 +35,13 @@ def model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=options.positive_int, default=None, help="torch CPU threads"
     )
+    parser.add_argument(
+        "--compact-memory",
+        action="store_true",
+        help="CPU: fix glibc's mmap threshold at 128 KB so the resident set follows live "
+        "tensors (GPT-2-small shape, EP batch 32: 3.9 GB instead of 6.9) at about 1.75x the "
+        "step time; recorded as the run's allocator",
+    )
 
 
 def memory_check(parser: argparse.ArgumentParser) -> None:

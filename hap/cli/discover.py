@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": model.name,
         "device": str(next(model.parameters()).device),
         "precision": result.circuit.details["precision"],
+        "allocator": result.circuit.details["allocator"],
         "seed": args.seed,
         "ablation": ablation,
         **task.record(),

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from hap import allocator
 from hap.engine.graph import Graph
 from hap.experiments.registry import Backend, get_backend
 from hap.experiments.runs import precision_of, run_one
@@ -231,6 +232,7 @@ def frontier_summary(
         "device": str(next(model.parameters()).device),
         "precision": precision_of(model),
         "threads": torch.get_num_threads(),
+        "allocator": allocator.setting(),
         "configs": {m: asdict(c) for m, c in configs.items()},
         **result.summary(),
     }

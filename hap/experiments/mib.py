@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from hap import allocator
 from hap.engine.evaluate import evaluate_circuit
 from hap.engine.graph import Graph
 from hap.engine.live import live_edges
@@ -261,6 +262,7 @@ def run_mib_summary(
         "device": str(next(model.parameters()).device),
         "precision": precision_of(model),
         "threads": torch.get_num_threads(),
+        "allocator": allocator.setting(),
         "wall_s": time.perf_counter() - start,
         "configs": {m: asdict(c) for m, c in configs.items()},
     }

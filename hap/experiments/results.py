@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from hap import allocator
 from hap.errors import UserError
 
 KEY = ["method", "task", "model", "seed", "target_sparsity", "settings", "run_key"]
@@ -248,6 +249,7 @@ def write_metadata(config, executor, device: str | None, table=None) -> Path:
         "cpu_count": psutil.cpu_count(logical=True),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "threads": torch.get_num_threads(),
+        "allocator": allocator.setting(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
     }
     if table is not None and "git_commit" in table and len(table):

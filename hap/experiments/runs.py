@@ -12,6 +12,7 @@ from functools import partial
 
 import torch
 
+from hap import allocator
 from hap.engine.evaluate import Evaluation, evaluate_circuit
 from hap.engine.graph import Graph
 from hap.engine.live import count_live
@@ -176,6 +177,7 @@ def run_one(
     circuit, cost = measure(run, device)
     circuit.details["task"] = {"name": task.name, "seed": task.seed, **task.record()}
     circuit.details["precision"] = precision_of(model)
+    circuit.details["allocator"] = allocator.setting()
     ablation = config_ablation(config)
     evaluation = evaluate_circuit(model, graph, task.test, circuit.mask, ablation=ablation)
     return RunResult(circuit, evaluation, cost, ablation)
