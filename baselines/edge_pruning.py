@@ -29,6 +29,7 @@ def discover(
         scores=result.log_alpha.cpu(),
         steps=result.steps,
         details={
+            "warmup_start": result.start,
             "warmup": result.warmup,
             "stopped": result.stopped,
             "val_history": result.val_history,

@@ -34,9 +34,10 @@ def test_hap_keeps_the_same_budget_from_a_quarter_of_the_graph(graph, speedup):
     assert hap.details["n_candidates"] == 4 * 91
     assert hap.steps == ep.steps == hap.config["search"]["steps"] == 200
     assert set(hap.timings) >= {"attribution", "pruning", "total"}
-    # one warm-up formula: HAP starts at the candidates' sparsity (76%), EP at 0
-    assert hap.details["warmup"] == round(80 * (0.94 - (1 - 364 / graph.n_edges)))
-    assert ep.details["warmup"] == round(80 * 0.94)
+    # one warm-up length from different starts: HAP's candidates' sparsity (76%), EP's 0
+    assert hap.details["warmup_start"] == pytest.approx(1 - 364 / graph.n_edges)
+    assert ep.details["warmup_start"] == 0.0
+    assert hap.details["warmup"] == ep.details["warmup"] == min(round(80 * 0.94), 200 // 2)
 
 
 def test_eap_is_less_faithful_than_hap_at_98(model, graph, ioi):

@@ -44,13 +44,13 @@ def test_sweep_settings_go_to_the_methods_that_have_them():
         parse_settings(["steps"])
 
 
-def test_one_warmup_formula_scaled_by_the_distance_to_the_target():
+def test_one_warmup_length_for_every_start():
     config = SearchConfig()
-    assert warmup_steps(config, 0.0, 0.94) == round(80 * 0.94)  # EP: from sparsity 0
-    assert warmup_steps(config, 0.76, 0.94) == round(80 * 0.18)  # HAP: from its candidates
-    assert warmup_steps(config, 0.93, 0.94) == config.min_warmup  # the floor
-    assert warmup_steps(SearchConfig(steps=100), 0.0, 0.94) == 50  # a fixed budget: half at most
-    assert warmup_steps(SearchConfig(warmup=7), 0.0, 0.94) == 7
+    assert warmup_steps(config, 0.94) == round(80 * 0.94)
+    assert warmup_steps(config, 0.98) == round(80 * 0.98)
+    assert warmup_steps(SearchConfig(min_warmup=100), 0.94) == 100  # the floor
+    assert warmup_steps(SearchConfig(steps=100), 0.94) == 50  # a fixed budget: half at most
+    assert warmup_steps(SearchConfig(warmup=7), 0.94) == 7
 
 
 def test_rule_fires_after_patience_evaluations_without_relative_improvement():

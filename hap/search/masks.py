@@ -57,9 +57,15 @@ class SearchConfig:
     `steps=N` runs exactly N steps (no validation passes). The target sparsity warms up linearly
     from the search's start (0 for Edge Pruning, the candidate set's sparsity for HAP, the
     initial masks' expected sparsity for a warm start, `learn_masks`) over
-    `warmup_steps(...)` = max(min_warmup, warmup_per_sparsity x (target - start)) steps -- one
-    formula for every method, so a search that starts closer to the target warms up for less --
-    or `warmup` steps when given. A fixed budget warms up for at most half its steps.
+    `warmup_steps(...)` = max(min_warmup, warmup_per_sparsity x target) steps, or `warmup`
+    steps when given. A fixed budget warms up for at most half its steps. The length is the same
+    for every method wherever it starts: the Lagrangian needs the time to settle, not the
+    distance. A length proportional to the distance (HAP's 14-24 steps from its candidates'
+    76-84% at 90-94%, the 10-step floor at 96-99%) let the lambdas overshoot the target by 0.2-0.4
+    edge budgets at 90-94%, so the rule's sparsity half failed for 120-470 steps, and let the
+    plateau half fire 20-50 steps after a 10-step warm-up at 96-99%, before the masks had learned
+    anything; on the calibration seeds (100, 101) the shared length settled both
+    (docs/hap-claim.md, results/calibration/hap_warmup.json).
 
     Stopping rule: once warmed up, every `eval_every` steps the circuit the search would return
     now (top log-alpha at the exact edge budget) is scored by KL on the task's validation split.
@@ -134,13 +140,13 @@ class SearchConfig:
         check_selection(self.selection)
 
 
-def warmup_steps(config: SearchConfig, start: float, target: float) -> int:
-    """Steps over which the target sparsity rises from `start` to `target` (see SearchConfig)."""
+def warmup_steps(config: SearchConfig, target: float) -> int:
+    """Steps over which the target sparsity rises from the search's start to `target`, the same
+    from every start (see SearchConfig)."""
     if config.warmup is not None:
         warmup = config.warmup
     else:
-        distance = max(0.0, target - start)
-        warmup = max(config.min_warmup, round(config.warmup_per_sparsity * distance))
+        warmup = max(config.min_warmup, round(config.warmup_per_sparsity * target))
     if config.steps is not None:
         warmup = min(warmup, config.steps // 2)
     return warmup
@@ -265,7 +271,7 @@ def learn_masks(
             "validation prompts (--n-val) or a fixed budget (--set steps=N)"
         )
     val = _prepared_batches(model, graph, task.val.to(device), config) if by_rule else []
-    warmup = warmup_steps(config, initial, target_sparsity)
+    warmup = warmup_steps(config, target_sparsity)
     budget = 1.0 - target_sparsity  # the gap is measured in units of the final edge budget
     n_keep = edges_for_sparsity(graph, target_sparsity)
     val_history: list[tuple[int, float, float]] = []

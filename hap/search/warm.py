@@ -22,8 +22,7 @@ the rest with the target warming up from 0, lost to EP at every step count on IO
   moves them by about lambda_lr per step in the direction of the gap's sign, so with a target
   that started at 0 they grew for the whole warm-up and pushed masks already near the budget
   back towards density; from the masks' own sparsity they follow the target as it rises to the
-  budget, over the shared warm-up formula's steps (at kept_multiple 2, its floor of min_warmup
-  steps from 90% to 98%).
+  budget, over the shared warm-up's steps (the same length as EP's and HAP's).
 """
 
 from __future__ import annotations
