@@ -64,6 +64,20 @@ def _estimate(planned, method: str, batch_size: int, **kwargs) -> plan.Estimate:
     return plan.estimate(planned.shape, widths, method, config, **kwargs)
 
 
+def test_warm_starts_plan_as_their_cold_search_after_an_attribution_pass(planned):
+    """ep-warm searches every edge after scoring them, hap-warm HAP's candidates: the same
+    search phase as EP's and HAP's, and HAP's attribution phase in front."""
+
+    def phases(method: str) -> dict[str, dict[str, int]]:
+        estimate = _estimate(planned, method, 16, sparsity=0.98)
+        return {ph.name: {p.name: p.bytes for p in ph.parts} for ph in estimate.phases}
+
+    ep, hap, ep_warm, hap_warm = (phases(m) for m in ("ep", "hap", "ep-warm", "hap-warm"))
+    assert "attribution" not in ep and ep_warm["attribution"] == hap["attribution"]
+    assert ep_warm["search"] == ep["search"] and hap_warm == hap
+    assert ep_warm["search"] != hap["search"]  # every edge searched, not the candidates
+
+
 def test_parts_follow_the_engine_formulas(planned):
     ep = _estimate(planned, "ep", 16)
     hap = _estimate(planned, "hap", 16, sparsity=0.99)

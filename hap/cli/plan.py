@@ -59,7 +59,10 @@ def add(commands) -> None:
         "plan", help="estimated peak memory per method before a run (and one timed step)"
     )
     parser.add_argument(
-        "--methods", type=methods, default=["eap", "eap-ig", "ep", "hap"], help="eap,eap-ig,ep,hap"
+        "--methods",
+        type=methods,
+        default=["eap", "eap-ig", "ep", "hap"],
+        help="eap,eap-ig,ep,hap,ep-warm,hap-warm",
     )
     common.data(parser)
     parser.add_argument(

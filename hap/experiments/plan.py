@@ -80,7 +80,10 @@ EVAL_BATCH = 64  # hap.engine.evaluate.evaluate_circuit's batch size
 ENGINE_BUFFERS = 2  # the stream's deltas and their gradients (`engine_positions`)
 BACKWARD_COPIES = 2  # one layer's q/k/v gradients and their concatenation
 SCORE_TERMS = 2.25  # attention scores and pattern saved per head per key position
-METHODS = ("eap", "eap-ig", "ep", "hap")
+METHODS = ("eap", "eap-ig", "ep", "hap", "ep-warm", "hap-warm")
+# mask learners with an attribution stage first, and those that search only their candidates
+ATTRIBUTES_FIRST = ("hap", "ep-warm", "hap-warm")
+CANDIDATES_ONLY = ("hap", "hap-warm")
 FUSED_QKV = ("gpt2",)  # model types whose q/k/v projection is one matrix the bridge splits
 POST_NORM = ("gemma2", "gemma3", "gemma3_text", "olmo2")
 
@@ -606,8 +609,8 @@ def estimate(
         resident.insert(0, Part("process", own, "python, torch, transformers, TL"))
         notes.append(
             "CPU: live memory; with glibc's defaults freed blocks of up to 32 MB stay in its "
-            "heap and the resident set can sit well above (MALLOC_TRIM_THRESHOLD_=0 makes it "
-            "follow, at some cost in page faults)"
+            "heap and the resident set can sit well above (--compact-memory makes it follow, "
+            "at about 1.7x the step time)"
         )
     else:
         notes.append("CUDA: tensors only (max_memory_allocated); the context and cache come on top")
@@ -620,19 +623,22 @@ def estimate(
             phases.append(_evaluation_start(terms, widths, batch_size, left_rows, left))
     else:
         n_active = terms.S
-        if method == "hap":
+        if method in ATTRIBUTES_FIRST:
             phases.append(
                 _attribution(terms, widths, batch_size, config.ig_steps, config.ig_points)
             )
+        if method in CANDIDATES_ONLY:
             n_candidates = min(terms.n_edges, math.ceil(config.candidate_multiple * n_keep))
             n_active = min(terms.S, n_candidates)
             notes.append(
-                f"hap: {n_candidates:,} candidate edges; their senders are known after EAP, "
+                f"{method}: {n_candidates:,} candidate edges; their senders are known after EAP, "
                 f"counted as min(S, candidates) = {n_active}; the partly active heads' part is "
                 "one buffer, as measured (0 to 3 H L rows by the candidates' layout)"
             )
         by_rule = search.steps is None
-        phases.append(_search(terms, widths, batch_size, by_rule, n_active, method == "hap"))
+        phases.append(
+            _search(terms, widths, batch_size, by_rule, n_active, method in CANDIDATES_ONLY)
+        )
     if evaluate and widths.test:
         phases.append(_evaluation(terms, widths, min(terms.S, n_keep)))
     if search.ablation == "mean":
@@ -721,7 +727,7 @@ def time_step(model, graph: Graph, task, method: str, config, sparsity: float = 
 
     scores = None
     if method != "ep":
-        metric = config.attribution_metric if method == "hap" else config.metric
+        metric = config.attribution_metric if method in ATTRIBUTES_FIRST else config.metric
 
         def attribution():
             return attribution_scores(
@@ -736,9 +742,9 @@ def time_step(model, graph: Graph, task, method: str, config, sparsity: float = 
             )
 
         scores, times["attribution_s"] = timed(attribution)
-    if method in ("ep", "hap"):
+    if method == "ep" or method in ATTRIBUTES_FIRST:
         active = None
-        if method == "hap":
+        if method in CANDIDATES_ONLY:
             n_keep = edges_for_sparsity(graph, sparsity)
             active = candidate_edges(scores, n_keep, config.candidate_multiple)
         full, baseline = fixed_references(model, graph, batch, search.ablation, train)
