@@ -48,21 +48,27 @@ SPARSITIES := $(if $(FULL),0.9$(,)0.94$(,)0.96$(,)0.98$(,)0.99,0.94$(,)0.98)
 SEEDS := $(if $(FULL),3,2)
 BUDGETS := $(if $(FULL),25$(,)50$(,)100$(,)200$(,)400,25$(,)50$(,)100)
 FRONTIER_SEEDS := $(if $(FULL),3,1)
+# FULL=1 adds the warm starts (ep-warm, hap-warm) to the sweep, the frontiers and MIB's grid
+WARM := $(if $(FULL),$(,)ep-warm$(,)hap-warm)
+METHODS := eap$(,)eap-ig$(,)ep$(,)hap$(WARM)
+FRONTIER_METHODS := ep$(,)hap$(WARM)$(,)eap$(,)eap-ig
 RUNTIME_STEPS ?= 50
 
 bench: $(STAMP)
 	mkdir -p $(OUT) $(PLOTS)
 	$(VENV)/bin/hap baseline --task ioi --threads $(THREADS) --json > $(OUT)/baseline_ioi.json
-	$(VENV)/bin/hap bench --sparsities $(SPARSITIES) --n-seeds $(SEEDS) --threads $(THREADS) \
+	$(VENV)/bin/hap bench --methods $(METHODS) --sparsities $(SPARSITIES) --n-seeds $(SEEDS) \
+	  --threads $(THREADS) \
 	  --out $(OUT)/sweep.csv --plots $(PLOTS)
 	$(VENV)/bin/hap case-study --results $(OUT)/sweep.csv --threads $(THREADS) --out $(OUT)/case_study \
 	  --plots $(PLOTS)
 	for s in 94 98; do \
-	  $(VENV)/bin/hap frontier --task ioi --sparsity 0.$$s --budgets $(BUDGETS) \
+	  $(VENV)/bin/hap frontier --task ioi --methods $(FRONTIER_METHODS) --sparsity 0.$$s \
+	    --budgets $(BUDGETS) \
 	    --n-seeds $(FRONTIER_SEEDS) --threads $(THREADS) --out $(OUT)/frontier_ioi_$$s.json \
 	    --plot $(PLOTS)/frontier_ioi_$$s.png || exit 1; \
 	done
-	$(VENV)/bin/hap mib --methods eap,eap-ig,ep,hap --task ioi --threads $(THREADS) \
+	$(VENV)/bin/hap mib --methods $(METHODS) --task ioi --threads $(THREADS) \
 	  --out $(OUT)/mib_ioi.json --plot $(PLOTS)/mib_ioi.png
 	$(VENV)/bin/hap report $(OUT) --out $(OUT)/report.md --html $(OUT)/report.html --plots $(PLOTS)
 	rm -f $(OUT)/runtime_steps.tmp.json

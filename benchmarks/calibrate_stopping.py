@@ -28,7 +28,7 @@ import torch
 from hap.engine.graph import Graph
 from hap.experiments.registry import get_backend
 from hap.models import load_model
-from hap.search.masks import rule_fires
+from hap.search.masks import SearchConfig, rule_fires
 from hap.tasks import make_task
 
 SEEDS = (100, 101)
@@ -42,7 +42,7 @@ def record(args) -> pd.DataFrame:
     rows = []
     for seed in SEEDS:
         task = make_task("ioi", model.tokenizer, n_train=64, n_val=64, n_test=0, seed=seed)
-        for sparsity, rate, method in itertools.product(args.sparsities, args.rates, ("ep", "hap")):
+        for sparsity, rate, method in itertools.product(args.sparsities, args.rates, args.methods):
             settings = {
                 "max_steps": args.max_steps,
                 "patience": 10**6,  # never fires: record the whole trajectory
@@ -112,6 +112,9 @@ def main() -> None:
     parser.add_argument(
         "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[80.0, 160.0]
     )
+    parser.add_argument(
+        "--methods", type=lambda s: s.split(","), default=["ep", "hap", "ep-warm", "hap-warm"]
+    )
     parser.add_argument("--max-steps", type=int, default=500)
     parser.add_argument("--sparsity-tol", type=float, default=0.1)
     parser.add_argument("--out", type=Path, default=Path("results/calibration"))
@@ -145,6 +148,21 @@ def main() -> None:
         print()
         print("cheapest setting within 5% on average, 10% at worst, of the settled level:")
         print(ok.sort_values("mean_steps").head(1).round(3).to_string() if len(ok) else "none")
+        default = SearchConfig()
+        chosen = stops[
+            (stops["warmup_per_sparsity"] == default.warmup_per_sparsity)
+            & (stops["patience"] == default.patience)
+            & (stops["rel_tol"] == default.rel_tol)
+        ]
+        spread = chosen.groupby(["method", "target_sparsity"]).agg(
+            stop_steps=("stop_step", lambda x: ", ".join(str(v) for v in x)),
+            spread=("stop_step", lambda x: int(x.max() - x.min())),
+            kl_ratios=("kl_ratio", lambda x: ", ".join(f"{v:.2f}" for v in x)),
+        )
+        print()
+        print("the defaults' stops per seed, their spread, and val KL at the stop / settled:")
+        print(spread.to_string())
+        spread.to_csv(args.out / "default_stops.csv")
 
 
 if __name__ == "__main__":

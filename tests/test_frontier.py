@@ -41,6 +41,31 @@ def test_ratios_by_hand():
     assert frontier.common_level_ratio() == pytest.approx(equal.ratio)  # EP is the worse here
 
 
+def test_every_mask_learner_is_set_against_ep_by_hand():
+    """A third learner (a warm start: 3 s of attribution, then 0.1 s a step like EP, KL
+    1.0 / 0.5 / 0.3): its ratios against EP in `versus`, beside HAP's legacy fields."""
+    points = []
+    for steps, ep_kl, hap_kl, warm_kl in zip(
+        (10, 20, 40), (2.0, 1.0, 0.5), (1.5, 1.2, 0.9), (1.0, 0.5, 0.3)
+    ):
+        points.append(_point("ep", 0, steps, 1 + 0.1 * steps, ep_kl))
+        points.append(_point("hap", 0, steps, 2 + 0.05 * steps, hap_kl))
+        points.append(_point("ep-warm", 0, steps, 3 + 0.1 * steps, warm_kl, 0.1 * steps))
+    points.append(_point("eap", 0, None, 0.5, 3.0))
+    summary = Frontier(points).summary()
+    versus = summary["versus"]["methods"]
+    assert list(versus) == ["hap", "ep-warm"] and summary["versus"]["reference"] == "ep"
+    assert versus["hap"]["equal_faithfulness"] == summary["equal_faithfulness"]
+    assert versus["hap"]["equal_faithfulness"]["ratio"] is None  # HAP never reaches 0.525
+    warm = versus["ep-warm"]
+    assert warm["per_step_slope_ratio"] == pytest.approx(1.0)
+    assert warm["best_kl"] == pytest.approx(0.3)
+    # 0.525 between 10 steps (4 s, KL 1.0) and 20 (5 s, KL 0.5): 19.5 steps, 4.95 s; EP: 4.9 s
+    assert warm["steps_to_level"] == pytest.approx(19.5)
+    assert warm["equal_faithfulness"]["method_s"] == pytest.approx(4.95)
+    assert warm["equal_faithfulness"]["ratio"] == pytest.approx(4.95 / 4.9)
+
+
 def test_frontier_command_json_and_plot(tmp_path, capsys):
     out, plot = tmp_path / "f.json", tmp_path / "f.png"
     code = main(

@@ -21,7 +21,7 @@ import seaborn as sns
 from matplotlib import rcParams
 from matplotlib.figure import Figure
 
-METHOD_ORDER = ["eap", "eap-ig", "acdc", "ep", "hap"]
+METHOD_ORDER = ["eap", "eap-ig", "acdc", "ep", "hap", "ep-warm", "hap-warm"]
 SEED_SPREAD = ("pi", 100)  # seaborn's errorbar: the 0-100 percentile interval, min to max
 SPREAD_NAME = "the seeds' range (min-max)"
 

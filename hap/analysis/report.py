@@ -104,6 +104,21 @@ def frontier_table(path: Path) -> str:
         f"{_show(equal['method_s'])} s; equal-faithfulness ratio **{_show(equal['ratio'])}** "
         f"(per seed: {', '.join(_show(r) for r in equal['per_seed'])})",
     ]
+    versus = data.get("versus", {}).get("methods", {})
+    if len(versus) > 1:
+        lines += [
+            "",
+            "| against EP | per-step ratio | best test KL | steps to the level | seconds to it "
+            "| equal-faithfulness ratio | per seed |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for method, v in versus.items():
+            e = v["equal_faithfulness"]
+            lines.append(
+                f"| {method} | {v['per_step_slope_ratio']:.3f} | {v['best_kl']:.3f} | "
+                f"{_show(v['steps_to_level'])} | {_show(e['method_s'])} | {_show(e['ratio'])} | "
+                f"{', '.join(_show(r) for r in e['per_seed'])} |"
+            )
     return "\n".join(lines)
 
 
@@ -116,6 +131,74 @@ def mib_table(path: Path) -> str:
         cpr = f"**{a['cpr']:.3f}**" if method == best else f"{a['cpr']:.3f}"
         lines.append(f"| {method} | {cpr} | {a['cmd']:.3f} |")
     return "\n".join(lines)
+
+
+def _reached(per_seed: list) -> int:
+    return sum(r is not None and not (isinstance(r, float) and math.isnan(r)) for r in per_seed)
+
+
+def _rivals(frontiers: dict) -> set[str]:
+    return {m for f in frontiers.values() for m in f.get("versus", {}).get("methods", {})}
+
+
+def headline(folder: Path) -> str:
+    """The findings in three sentences, every figure read off the frontiers at 94% and 98% and
+    the sweep: HAP's per-step cost against EP's and on how many seeds it reaches EP's level;
+    the fastest method to that level on every seed where one beats EP; the lowest KL per
+    target in the sweep."""
+    folder = Path(folder)
+    frontiers = {
+        level: json.loads((folder / f"frontier_ioi_{level}.json").read_text()) for level in (94, 98)
+    }
+    steps = " and ".join(
+        f"{f['per_step_slope_ratio']:.2f} ({level}%)" for level, f in frontiers.items()
+    )
+    reach = ", ".join(
+        f"{_reached(f['equal_faithfulness']['per_seed'])} of "
+        f"{len(f['equal_faithfulness']['per_seed'])} seeds at {level}%"
+        for level, f in frontiers.items()
+    )
+    ratio = frontiers[94]["equal_faithfulness"]["ratio"]
+    holds = ratio is not None and ratio <= 0.54
+    text = (
+        f"A HAP step costs {steps} of an Edge Pruning step, and HAP reaches EP's best test KL x "
+        f"1.05 on {reach} (each seed's own level); at 94% it takes "
+        f"{'never gets there' if ratio is None else f'{ratio:.2f}x'} EP's time to EP's mean "
+        "level, so the paper's 46% saving "
+        f"{'holds' if holds else 'does not hold'} here."
+    )
+    verdicts = []
+    for level, f in frontiers.items() if len(_rivals(frontiers)) > 1 else ():
+        rivals = f.get("versus", {}).get("methods", {})
+        ratios = {}
+        for method, v in rivals.items():
+            per_seed = v["equal_faithfulness"]["per_seed"]
+            if per_seed and _reached(per_seed) == len(per_seed):
+                ratios[method] = max(per_seed)
+        if ratios:
+            best = min(ratios, key=ratios.get)
+            verdicts.append(
+                f"at {level}% {best} reaches it on every seed in at most "
+                f"{ratios[best]:.2f}x EP's time"
+            )
+        else:
+            verdicts.append(f"at {level}% no method reaches it on every seed")
+    if verdicts:
+        text += " Among the variants, " + "; ".join(verdicts) + " (attribution included)."
+    if (folder / "sweep.csv").exists():
+        means = _ok(folder / "sweep.csv").groupby(["target_sparsity", "method"])["kl"].mean()
+        best = means.groupby(level=0).idxmin().map(lambda key: key[1])
+        by_method: dict[str, list[str]] = {}
+        for target, method in best.items():
+            by_method.setdefault(method, []).append(f"{target:.0%}")
+        text += (
+            " Under the shared stopping rule the lowest mean test KL is "
+            + "; ".join(
+                f"{method}'s at {', '.join(targets)}" for method, targets in by_method.items()
+            )
+            + "."
+        )
+    return text
 
 
 def blocks(folder: Path) -> dict[str, str]:
@@ -131,6 +214,8 @@ def blocks(folder: Path) -> dict[str, str]:
         out[frontier.stem] = frontier_table(frontier)
     if (folder / "mib_ioi.json").exists():
         out["mib"] = mib_table(folder / "mib_ioi.json")
+    if all((folder / f"frontier_ioi_{level}.json").exists() for level in (94, 98)):
+        out["headline"] = headline(folder)
     return out
 
 

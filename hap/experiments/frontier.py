@@ -72,9 +72,8 @@ class Frontier:
         budget's runs) but not a median over hundreds of steps."""
 
         def median(name: str) -> float:
-            return float(
-                np.median([p.step_s for p in self.points if p.method == name and p.step_s])
-            )
+            steps = [p.step_s for p in self.points if p.method == name and p.step_s]
+            return float(np.median(steps)) if steps else math.nan
 
         return median(method) / median(reference)
 
@@ -108,14 +107,41 @@ class Frontier:
         ratio = None if times[method] is None else times[method] / times[reference]
         return EqualFaithfulness(level, times[method], times[reference], ratio, per_seed)
 
-    def summary(self, method: str = "hap", reference: str = "ep", slack: float = 1.05) -> dict:
-        """The `--json` shape: points, per_step_slope_ratio, equal_faithfulness_ratio and its detail."""
+    def versus(self, method: str, reference: str = "ep", slack: float = 1.05) -> dict:
+        """`method` against `reference` on this ladder: the two per-step cost ratios, its best
+        mean test KL, the steps and wall seconds (attribution included) its mean curve takes to
+        the reference's best mean KL x `slack`, and the equal-faithfulness ratio with its
+        per-seed spread."""
         equal = self.equal_faithfulness(method, reference, slack)
+        by_steps = [(steps, float(steps), kl) for steps, _, kl in self.mean_curve(method)]
+        return {
+            "per_step_slope_ratio": self.per_step_slope_ratio(method, reference),
+            "median_step_ratio": _finite(self.median_step_ratio(method, reference)),
+            "best_kl": self.best_kl(method),
+            "steps_to_level": time_to_level(by_steps, equal.level),
+            "equal_faithfulness": asdict(equal),
+        }
+
+    def learners(self) -> list[str]:
+        """The methods with a step budget on this ladder, in order of first appearance."""
+        return list(dict.fromkeys(p.method for p in self.points if p.steps is not None))
+
+    def summary(self, method: str = "hap", reference: str = "ep", slack: float = 1.05) -> dict:
+        """The `--json` shape: points; per_step_slope_ratio, equal_faithfulness_ratio and its
+        detail for `method` (HAP, the paper's claim); `versus`: every other mask learner against
+        `reference`, by `Frontier.versus`."""
+        equal = self.equal_faithfulness(method, reference, slack)
+        others = [m for m in self.learners() if m != reference]
         return {
             "points": [asdict(p) for p in self.points],
             "per_step_slope_ratio": self.per_step_slope_ratio(method, reference),
             "equal_faithfulness_ratio": equal.ratio,
             "equal_faithfulness": asdict(equal),
+            "versus": {
+                "reference": reference,
+                "slack": slack,
+                "methods": {m: self.versus(m, reference, slack) for m in others},
+            },
         }
 
 
@@ -130,6 +156,10 @@ class EqualFaithfulness:
     reference_s: float | None
     ratio: float | None
     per_seed: list[float | None]
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else x
 
 
 def time_to_level(curve: list[tuple[int, float, float]], level: float) -> float | None:
@@ -278,4 +308,17 @@ def format_table(frontier: Frontier, summary: dict) -> str:
         f"ep {show(equal['reference_s'])} s; equal-faithfulness ratio hap/ep: "
         f"{show(equal['ratio'])} (per seed: {', '.join(show(r) for r in equal['per_seed'])})"
     )
+    versus = summary.get("versus", {}).get("methods", {})
+    if len(versus) > 1:
+        lines.append(
+            f"{'vs ep':<8} {'step ratio':>10} {'best KL':>8} {'steps to':>8} {'s to':>8} "
+            f"{'ratio':>11}  per seed"
+        )
+        for method, v in versus.items():
+            e = v["equal_faithfulness"]
+            lines.append(
+                f"{method:<8} {v['per_step_slope_ratio']:>10.3f} {v['best_kl']:>8.3f} "
+                f"{show(v['steps_to_level']):>8} {show(e['method_s']):>8} {show(e['ratio']):>11}  "
+                + ", ".join(show(r) for r in e["per_seed"])
+            )
     return "\n".join(lines)
